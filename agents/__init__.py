@@ -1,0 +1,1 @@
+"""Planners (CEM, MPPI), the MPC agent, closed-loop evaluation, stable-baselines3 helpers."""
