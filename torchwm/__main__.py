@@ -1,0 +1,5 @@
+import sys
+
+from torchwm.cli import main
+
+sys.exit(main())
