@@ -1,0 +1,439 @@
+"""Record episodes of any gymnasium environment under any policy into the episode format.
+
+``record(env, policy, episodes, out_dir)`` runs ``num_envs`` copies of the environment in a
+gymnasium vector env and writes each finished episode through ``wm.episodes.EpisodeWriter``
+(one mp4 + one npz per episode, listed in ``manifest.json``).
+
+- Pixels come from the observation when it is an HxWx3 uint8 Box or a Dict with a ``"pixels"`` key,
+  else from ``render()`` (the env must be made with ``render_mode="rgb_array"``).
+- The ground-truth state is ``info["state"]`` where the environment puts one there.
+- Seeds: episode i of a run is reset with ``seed + i`` and, for ``policy="random"``, samples its
+  actions from an action space seeded from ``(seed, i)``: the same episode comes out whatever
+  ``num_envs`` is. (An SB3 model sampling stochastically draws from torch's global RNG instead.)
+- Resets are done by this module (``AutoresetMode.DISABLED``), so no autoreset observation is ever
+  mistaken for a step of the episode.
+- Ctrl-C: finished episodes stay in the manifest, the unfinished ones are dropped, and the
+  KeyboardInterrupt is raised again.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import gymnasium
+import numpy as np
+from gymnasium.envs.registration import load_env_creator
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+from gymnasium.vector.utils import iterate
+from tqdm.auto import tqdm
+
+from wm.episodes import EpisodeWriter
+
+PixelSource = Literal["obs", "pixels", "render"]
+VecEnv = SyncVectorEnv | AsyncVectorEnv
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Anything with SB3's ``predict``: a stable-baselines3 model, or an MPC agent."""
+
+    def predict(self, observation: Any, deterministic: bool = False) -> tuple[Any, Any]: ...
+
+
+Policy = Literal["random"] | Predictor | Callable[[Any], Any]
+
+
+def describe_action_space(space: gymnasium.Space) -> dict[str, Any]:
+    """The plain-dict description of a Box or Discrete action space that the manifest stores."""
+    if isinstance(space, gymnasium.spaces.Box):
+        return {
+            "kind": "box",
+            "shape": list(space.shape),
+            "low": space.low.ravel().tolist(),
+            "high": space.high.ravel().tolist(),
+        }
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return {"kind": "discrete", "n": int(space.n), "start": int(space.start)}
+    raise ValueError(f"record supports Box and Discrete action spaces, got {space}")
+
+
+def pixel_source(envs: VecEnv) -> PixelSource:
+    """Where a vector env's frames come from: the observation, its "pixels" entry, or render()."""
+    space = envs.single_observation_space
+    if _is_image_space(space):
+        return "obs"
+    if isinstance(space, gymnasium.spaces.Dict) and "pixels" in space.spaces:
+        return "pixels"
+    if envs.render_mode == "rgb_array":
+        return "render"
+    raise ValueError(
+        f"the environment gives no pixels: its observation space {space} is neither an HxWx3 uint8 Box nor a "
+        f"Dict with a 'pixels' key, and its render_mode is {envs.render_mode!r}; make it with "
+        "render_mode='rgb_array' (e.g. gymnasium.make(env_id, render_mode='rgb_array'))"
+    )
+
+
+def _is_image_space(space: gymnasium.Space) -> bool:
+    return (
+        isinstance(space, gymnasium.spaces.Box)
+        and space.dtype == np.uint8
+        and len(space.shape) == 3
+        and space.shape[2] == 3
+    )
+
+
+# ----------------------------------------------------------------------------- environments
+
+
+def _env_factory(
+    env: str | gymnasium.Env | Callable[[], gymnasium.Env],
+) -> tuple[Callable[[], gymnasium.Env], bool]:
+    """(factory, whether record owns and may vectorise and close the envs it makes)."""
+    if isinstance(env, str):
+        gymnasium.spec(env)  # an unknown id fails here, with gymnasium's own suggestions
+        return functools.partial(_make_by_id, env), True
+    if isinstance(env, gymnasium.Env):
+        return (lambda: env), False
+    if callable(env):
+        return env, True
+    raise TypeError(f"env must be an env id, a gymnasium.Env or a function making one, got {env!r}")
+
+
+def _make_by_id(env_id: str) -> gymnasium.Env:
+    """``gymnasium.make(env_id)``, with ``render_mode="rgb_array"`` unless the env says it has no such mode."""
+    entry_point = gymnasium.spec(env_id).entry_point
+    creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+    modes = getattr(creator, "metadata", {}).get("render_modes", ["rgb_array"])
+    return gymnasium.make(env_id, render_mode="rgb_array") if "rgb_array" in modes else gymnasium.make(env_id)
+
+
+def _make_vector_env(
+    factory: Callable[[], gymnasium.Env], num_envs: int, vector: Literal["sync", "async"]
+) -> VecEnv:
+    if vector not in ("sync", "async"):
+        raise ValueError(f"vector must be 'sync' or 'async', got {vector!r}")
+    cls = AsyncVectorEnv if vector == "async" else SyncVectorEnv
+    return cls([factory] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
+
+
+def _env_id(env: str | gymnasium.Env | Callable[[], gymnasium.Env], envs: VecEnv) -> str:
+    """The registered id, else the class name of the innermost env."""
+    if isinstance(env, str):
+        return env
+    spec = envs.get_attr("spec")[0]
+    if spec is not None:
+        return spec.id
+    if isinstance(envs, SyncVectorEnv):
+        return type(envs.envs[0].unwrapped).__name__
+    names = re.findall(r"<(\w+)", str(envs.call("__str__")[0]))  # "<Wrapper<Env instance>>"
+    return names[-1] if names else "unregistered"
+
+
+def _info_at(infos: dict[str, Any], key: str, i: int) -> Any:
+    """Sub-env i's value of ``key`` in vector infos, or None where it has none."""
+    mask = infos.get(f"_{key}")
+    if key not in infos or (mask is not None and not mask[i]):
+        return None
+    return infos[key][i]
+
+
+def _success_at(infos: dict[str, Any], i: int) -> Any:
+    """Sub-env i's ``info["success"]`` (or SB3's ``info["is_success"]``), None where it has neither."""
+    success = _info_at(infos, "success", i)
+    return _info_at(infos, "is_success", i) if success is None else success
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+class _RandomPolicy:
+    """Uniform actions, one action-space copy per sub-env, reseeded at each episode start."""
+
+    def __init__(self, space: gymnasium.Space, num_envs: int):
+        self.spaces = [copy.deepcopy(space) for _ in range(num_envs)]
+
+    def seed_slot(self, slot: int, seed: int) -> None:
+        self.spaces[slot].seed(seed)
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        return np.stack([np.asarray(space.sample()) for space in self.spaces])
+
+
+def _make_actor(policy: Policy, envs: VecEnv, deterministic: bool) -> Callable[[Any], np.ndarray]:
+    """Batched obs -> batched actions, for any accepted kind of policy."""
+    if isinstance(policy, str):
+        if policy != "random":
+            raise ValueError(
+                f"policy must be 'random', an object with .predict(obs, deterministic=...) or a callable, got {policy!r}"
+            )
+        return _RandomPolicy(envs.single_action_space, envs.num_envs)
+    if isinstance(policy, Predictor):
+        return lambda obs: np.asarray(policy.predict(obs, deterministic=deterministic)[0])
+    if callable(policy):
+        return lambda obs: np.stack(
+            [np.asarray(policy(o)) for o in iterate(envs.single_observation_space, obs)]
+        )
+    raise TypeError(
+        f"policy must be 'random', an object with .predict(obs, deterministic=...) or a callable, got {policy!r}"
+    )
+
+
+# ----------------------------------------------------------------------------- recording
+
+
+@dataclass
+class _Episode:
+    """One episode being recorded in one sub-env."""
+
+    index: int
+    seed: int
+    frames: list[np.ndarray]
+    states: list[Any]
+    actions: list[np.ndarray] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    terminated: list[bool] = field(default_factory=list)
+    truncated: list[bool] = field(default_factory=list)
+    success: Any = None
+
+
+@dataclass
+class _Step:
+    """What one agent step (frame_skip raw steps) gave every sub-env."""
+
+    rewards: np.ndarray  # [N] summed over the raw steps until the episode ended
+    ended: np.ndarray  # [N] bool, terminated or truncated by the env during the step
+    terminated: np.ndarray  # [N] bool
+    truncated: np.ndarray  # [N] bool
+    last_done: np.ndarray  # [N] bool, done at the last raw step: must be reset before stepping again
+    frames: dict[int, np.ndarray] = field(default_factory=dict)
+    infos: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # slot -> (state, success)
+
+
+class _Recorder:
+    """Runs the vector env, keeps one `_Episode` per sub-env, and hands finished ones to the writer."""
+
+    def __init__(
+        self,
+        envs: VecEnv,
+        actor: Callable[[Any], np.ndarray],
+        env_id: str,
+        out_dir: Path,
+        options: dict[str, Any],
+    ):
+        self.envs, self.actor, self.env_id, self.out_dir = envs, actor, env_id, out_dir
+        self.source = pixel_source(envs)
+        self.action_space = describe_action_space(envs.single_action_space)
+        self.episodes, self.seed, self.max_steps = options["episodes"], options["seed"], options["max_steps"]
+        self.frame_skip, self.fps, self.lossless = options["frame_skip"], options["fps"], options["lossless"]
+        self.slots: list[_Episode | None] = [None] * envs.num_envs
+        self.started = 0
+        self.writer: EpisodeWriter | None = None
+        self.obs: Any = None
+
+    def run(self, progress: tqdm) -> None:
+        self._start_episodes(np.ones(self.envs.num_envs, dtype=bool), first=True)
+        while any(slot is not None for slot in self.slots):
+            actions = self.actor(self.obs)
+            step = self._step(actions)
+            finished = self._append(actions, step)
+            for slot in np.flatnonzero(finished).tolist():
+                episode = self.slots[slot]
+                assert episode is not None, "only recording sub-envs finish episodes"
+                self._write(episode)
+                self.slots[slot] = None
+                progress.update(1)
+            reset = finished | step.last_done
+            if reset.any():
+                self._start_episodes(reset, first=False)
+
+    def _start_episodes(self, mask: np.ndarray, first: bool) -> None:
+        """Reset the sub-envs in ``mask``, starting the next episodes (with their seeds) where any are left."""
+        seeds = self._assign_episodes(mask)
+        options = None if first else {"reset_mask": mask}
+        self.obs, infos = self.envs.reset(seed=seeds, options=options)  # type: ignore[arg-type]  # a list is fine
+        starting = np.array([seed is not None for seed in seeds])
+        frames = self._frames(self.obs, starting)
+        if self.writer is None and frames:
+            shape = next(iter(frames.values())).shape
+            self.writer = EpisodeWriter(
+                self.out_dir, self.env_id, shape, self.action_space, self.fps, self.lossless
+            )
+        for slot, episode in enumerate(self.slots):
+            if starting[slot] and episode is not None:
+                episode.frames.append(frames[slot])
+                episode.states.append(_info_at(infos, "state", slot))
+
+    def _assign_episodes(self, mask: np.ndarray) -> list[int | None]:
+        """Give the next episodes to the sub-envs in ``mask`` while any are left; return their reset seeds."""
+        seeds: list[int | None] = [None] * self.envs.num_envs
+        for slot in np.flatnonzero(mask).tolist():
+            if self.started == self.episodes:
+                break
+            seed = self.seed + self.started
+            seeds[slot], self.slots[slot] = seed, _Episode(self.started, seed, [], [])
+            if isinstance(self.actor, _RandomPolicy):
+                self.actor.seed_slot(
+                    slot, int(np.random.SeedSequence([self.seed, self.started]).generate_state(1)[0])
+                )
+            self.started += 1
+        return seeds
+
+    def _step(self, actions: np.ndarray) -> _Step:
+        """Repeat ``actions`` frame_skip times; capture each live sub-env's frame where its step ends."""
+        n = self.envs.num_envs
+        step = _Step(np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool))
+        active = np.array([slot is not None for slot in self.slots])
+        for repeat in range(self.frame_skip):
+            obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+            live, done = ~step.ended, terminated | truncated
+            step.rewards[live] += rewards[live]
+            newly = live & done
+            step.terminated |= newly & terminated
+            step.truncated |= newly & truncated
+            capture = active & (newly | (live if repeat == self.frame_skip - 1 else False))
+            step.frames.update(self._frames(obs, capture))
+            step.infos.update(
+                {
+                    i: (_info_at(infos, "state", i), _success_at(infos, i))
+                    for i in np.flatnonzero(capture).tolist()
+                }
+            )
+            step.ended |= newly
+            step.last_done = done
+            if repeat < self.frame_skip - 1 and done.any():
+                self.envs.reset(options={"reset_mask": done})  # keep stepping; this episode's step is over
+        self.obs = obs
+        return step
+
+    def _append(self, actions: np.ndarray, step: _Step) -> np.ndarray:
+        """Add the step to every recording sub-env; return the [N] mask of episodes that are over."""
+        finished = np.zeros(self.envs.num_envs, dtype=bool)
+        for slot, episode in enumerate(self.slots):
+            if episode is None:
+                continue
+            episode.actions.append(np.asarray(actions[slot]))
+            episode.rewards.append(float(step.rewards[slot]))
+            episode.frames.append(step.frames[slot])
+            state, episode.success = step.infos[slot]
+            episode.states.append(state)
+            out_of_time = self.max_steps is not None and len(episode.actions) >= self.max_steps
+            episode.terminated.append(bool(step.terminated[slot]))
+            episode.truncated.append(
+                bool(step.truncated[slot]) or (out_of_time and not step.terminated[slot])
+            )
+            finished[slot] = step.ended[slot] or out_of_time
+        return finished
+
+    def _frames(self, obs: Any, mask: np.ndarray) -> dict[int, np.ndarray]:
+        """uint8 [H, W, 3] frame of every sub-env in ``mask``."""
+        if not mask.any():
+            return {}
+        if self.source == "render":
+            images = self.envs.render()
+            if images is None:
+                raise ValueError("env.render() returned None; make the env with render_mode='rgb_array'")
+        else:
+            images = obs if self.source == "obs" else obs["pixels"]
+        frames = {int(i): np.array(images[i]) for i in np.flatnonzero(mask).tolist()}
+        for frame in frames.values():
+            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (1, 3):
+                raise ValueError(
+                    f"frames must be uint8 [H, W, 3] images, the env's {self.source} gave {frame.dtype} {frame.shape}"
+                )
+        return frames
+
+    def _write(self, episode: _Episode) -> None:
+        assert self.writer is not None, "the writer is made at the first reset"
+        has_states = all(state is not None for state in episode.states)
+        info = {"episode_index": episode.index, "seed": episode.seed, "frame_skip": self.frame_skip}
+        if episode.success is not None:
+            info["success"] = bool(episode.success)
+        self.writer.add_episode(
+            np.stack(episode.frames), np.stack(episode.actions), np.array(episode.rewards), np.array(episode.terminated),
+            np.array(episode.truncated), np.stack(episode.states) if has_states else None, info,
+        )  # fmt: skip
+
+
+def record(
+    env: str | gymnasium.Env | Callable[[], gymnasium.Env],
+    policy: Policy = "random",
+    episodes: int = 10,
+    out_dir: str | os.PathLike[str] = "episodes",
+    *,
+    num_envs: int = 4,
+    seed: int = 0,
+    max_steps: int | None = None,
+    frame_skip: int = 1,
+    lossless: bool = False,
+    fps: int = 30,
+    progress: bool = True,
+    vector: Literal["sync", "async"] = "sync",
+    deterministic: bool = False,
+) -> Path:
+    """Record ``episodes`` episodes of ``env`` under ``policy`` into the episode directory ``out_dir``.
+
+    Args:
+        env: an env id (made with ``render_mode="rgb_array"``), a function making an env (called
+            ``num_envs`` times), or one env instance (recorded with ``num_envs=1``, not closed).
+        policy: ``"random"``, anything with SB3's ``predict(obs, deterministic=...)`` (given the
+            batched observations [N, ...] of the vector env), or a callable from one observation
+            to one action.
+        episodes: how many complete episodes to write (appended if ``out_dir`` holds some already).
+        num_envs: sub-environments stepped together (N).
+        seed: episode i is reset with ``seed + i``; see the module docstring.
+        max_steps: most recorded steps (actions) an episode may have; it is then truncated.
+        frame_skip: k; each chosen action is repeated k times, only every k-th frame is recorded and
+            the recorded reward is the sum of the k rewards. An episode that ends during the repeats
+            ends there: its last frame is the one where it ended.
+        lossless: bit-exact video (``libx264rgb -qp 0``) instead of ``crf 18``.
+        fps: frame rate written into the videos.
+        progress: show a tqdm bar over episodes.
+        vector: ``"sync"`` (one process) or ``"async"`` (a process per sub-env).
+        deterministic: passed to ``policy.predict``.
+
+    Returns:
+        The episode directory.
+    """
+    if (
+        episodes < 1
+        or num_envs < 1
+        or frame_skip < 1
+        or (max_steps is not None and max_steps < 1)
+        or seed < 0
+    ):
+        raise ValueError(
+            f"need episodes, num_envs, frame_skip, max_steps >= 1 and seed >= 0; got episodes={episodes}, "
+            f"num_envs={num_envs}, frame_skip={frame_skip}, max_steps={max_steps}, seed={seed}"
+        )
+    factory, owned = _env_factory(env)
+    envs = _make_vector_env(factory, min(num_envs, episodes) if owned else 1, vector if owned else "sync")
+    options = {
+        "episodes": episodes,
+        "seed": seed,
+        "max_steps": max_steps,
+        "frame_skip": frame_skip,
+        "fps": fps,
+        "lossless": lossless,
+    }
+    try:
+        recorder = _Recorder(
+            envs, _make_actor(policy, envs, deterministic), _env_id(env, envs), Path(out_dir), options
+        )
+        with tqdm(
+            total=episodes, disable=not progress, unit="episode", desc=f"record {recorder.env_id}"
+        ) as bar:
+            recorder.run(bar)
+    finally:
+        if owned:
+            envs.close()
+    return Path(out_dir)
+
+
+__all__ = ["Predictor", "describe_action_space", "pixel_source", "record"]

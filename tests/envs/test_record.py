@@ -1,0 +1,203 @@
+"""The rollout recorder (envs.record) on tiny fake environments defined here."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from envs.record import describe_action_space, record
+from wm.episodes import load_episode, read_manifest
+from wm.rollouts import RolloutClips
+
+
+class CounterPixelEnv(gymnasium.Env):
+    """Pixel observations whose pixel (0, 0) holds the raw step count; reward = the step count.
+
+    Terminates at a seed-dependent length between 4 and 9 steps; info["state"] = [step, position].
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, height: int = 10, width: int = 14):
+        self.observation_space = spaces.Box(0, 255, (height, width, 3), np.uint8)
+        self.action_space = spaces.Discrete(3)
+
+    def _obs(self) -> np.ndarray:
+        frame = np.zeros(self.observation_space.shape, np.uint8)
+        frame[0, 0, 0] = self.t
+        frame[1:, :, 1] = (self.position * 20) % 256
+        return frame
+
+    def _info(self) -> dict:
+        return {"state": np.array([self.t, self.position], np.float32)}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.position = 0, 0
+        self.length = int(self.np_random.integers(4, 10))
+        return self._obs(), self._info()
+
+    def step(self, action):
+        self.t += 1
+        self.position += int(action) - 1
+        info = self._info() | {"success": self.position > 0}
+        return self._obs(), float(self.t), self.t >= self.length, False, info
+
+
+class LowDimRenderEnv(gymnasium.Env):
+    """A 3-d point with Box(2) actions, pixels only through render(); never terminates by itself."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, render_mode: str | None = "rgb_array"):
+        self.render_mode = render_mode
+        self.observation_space = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        self.action_space = spaces.Box(-1, 1, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = self.np_random.uniform(-1, 1, 3).astype(np.float32)
+        return self.x.copy(), {}
+
+    def step(self, action):
+        self.x[:2] += 0.1 * np.asarray(action, np.float32)
+        return self.x.copy(), -float(np.abs(self.x).sum()), False, False, {}
+
+    def render(self):
+        frame = np.zeros((12, 12, 3), np.uint8)
+        frame[..., 0] = np.clip((self.x[0] + 2) * 60, 0, 255)
+        return frame
+
+
+@pytest.mark.parametrize("vector", ["sync", "async"])
+def test_callable_policy_records_aligned_episodes(tmp_path, vector):
+    out = record(
+        CounterPixelEnv, lambda obs: 2, 3, tmp_path, num_envs=2, lossless=True, progress=False, vector=vector
+    )
+    manifest = read_manifest(out)
+    assert manifest["env_id"] == "CounterPixelEnv" and manifest["action_space"] == {
+        "kind": "discrete",
+        "n": 3,
+        "start": 0,
+    }
+    assert sorted(e["info"]["episode_index"] for e in manifest["episodes"]) == [0, 1, 2]
+    for entry in manifest["episodes"]:
+        episode = load_episode(out, entry["name"])
+        L = episode.num_steps
+        assert 4 <= L <= 9 and episode.frames.shape == (L + 1, 10, 14, 3)
+        np.testing.assert_array_equal(episode.frames[:, 0, 0, 0], np.arange(L + 1))
+        np.testing.assert_array_equal(episode.states[:, 0], np.arange(L + 1))
+        np.testing.assert_array_equal(episode.actions, np.full(L, 2))
+        np.testing.assert_array_equal(episode.rewards, np.arange(1, L + 1))
+        assert episode.terminated.tolist() == [False] * (L - 1) + [True] and entry["success"] is True
+
+
+def test_frame_skip_repeats_actions_and_sums_rewards(tmp_path):
+    k = 3
+    record(
+        CounterPixelEnv,
+        "random",
+        episodes=4,
+        out_dir=tmp_path,
+        num_envs=3,
+        frame_skip=k,
+        lossless=True,
+        progress=False,
+    )
+    for entry in read_manifest(tmp_path)["episodes"]:
+        episode = load_episode(tmp_path, entry["name"])
+        raw_steps = episode.frames[:, 0, 0, 0].astype(int)
+        length = raw_steps[-1]  # the env's own episode length: the last frame is where it ended
+        assert raw_steps.tolist() == [min(t * k, length) for t in range(len(raw_steps))]
+        expected = [sum(range(a + 1, b + 1)) for a, b in zip(raw_steps[:-1], raw_steps[1:])]
+        np.testing.assert_array_equal(episode.rewards, expected)
+        assert episode.terminated[-1] and episode.states[-1, 0] == length
+
+
+def test_max_steps_truncates(tmp_path):
+    record(LowDimRenderEnv, "random", episodes=2, out_dir=tmp_path, max_steps=5, progress=False)
+    for entry in read_manifest(tmp_path)["episodes"]:
+        episode = load_episode(tmp_path, entry["name"], with_frames=False)
+        assert episode.num_steps == 5 and episode.truncated[-1] and not episode.terminated.any()
+
+
+def test_same_seed_same_episodes_whatever_num_envs(tmp_path):
+    def by_index(root):
+        entries = read_manifest(root)["episodes"]
+        return {e["info"]["episode_index"]: load_episode(root, e["name"]) for e in entries}
+
+    a = by_index(
+        record(
+            CounterPixelEnv, "random", 3, tmp_path / "a", num_envs=1, seed=7, lossless=True, progress=False
+        )
+    )
+    b = by_index(
+        record(
+            CounterPixelEnv, "random", 3, tmp_path / "b", num_envs=3, seed=7, lossless=True, progress=False
+        )
+    )
+    for i in range(3):
+        np.testing.assert_array_equal(a[i].actions, b[i].actions)
+        np.testing.assert_array_equal(a[i].frames, b[i].frames)
+    assert any(len(a[i].actions) != len(a[0].actions) or (a[i].actions != a[0].actions).any() for i in (1, 2))
+
+
+def test_sb3_model_on_rendered_low_dim_env(tmp_path):
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", LowDimRenderEnv(), n_steps=16, batch_size=16, device="cpu")
+    record(LowDimRenderEnv, model, episodes=2, out_dir=tmp_path, num_envs=2, max_steps=6, progress=False)
+    manifest = read_manifest(tmp_path)
+    assert manifest["frame_shape"] == [12, 12, 3] and manifest["action_space"]["kind"] == "box"
+    episode = load_episode(tmp_path, manifest["episodes"][0]["name"])
+    assert (
+        episode.frames.shape == (7, 12, 12, 3) and episode.actions.shape == (6, 2) and episode.states is None
+    )
+    assert np.abs(episode.actions).max() <= 1.0
+
+
+def test_env_instance_is_recorded_and_left_open(tmp_path):
+    env = LowDimRenderEnv()
+    record(env, "random", episodes=2, out_dir=tmp_path, max_steps=3, progress=False)
+    assert len(read_manifest(tmp_path)["episodes"]) == 2
+    env.reset(seed=0)
+
+
+def test_interrupt_keeps_finished_episodes_only(tmp_path):
+    calls = []
+
+    def policy(obs):
+        calls.append(1)
+        if len(calls) == 12:
+            raise KeyboardInterrupt
+        return 1
+
+    with pytest.raises(KeyboardInterrupt):
+        record(CounterPixelEnv, policy, episodes=10, out_dir=tmp_path, num_envs=1, progress=False)
+    entries = read_manifest(tmp_path)["episodes"]
+    assert 1 <= len(entries) < 10 and sum(e["num_steps"] for e in entries) < 12
+    clips = RolloutClips(tmp_path, num_frames=2)
+    assert not clips.skipped and len(clips) == sum(e["num_steps"] - 1 for e in entries)
+    record(CounterPixelEnv, "random", episodes=1, out_dir=tmp_path, progress=False)  # appending goes on
+    assert len(read_manifest(tmp_path)["episodes"]) == len(entries) + 1
+
+
+def test_registered_env_id(tmp_path):
+    if "TorchwmTest/CounterPixel-v0" not in gymnasium.registry:
+        gymnasium.register("TorchwmTest/CounterPixel-v0", entry_point=CounterPixelEnv)
+    record("TorchwmTest/CounterPixel-v0", "random", episodes=1, out_dir=tmp_path, progress=False)
+    assert read_manifest(tmp_path)["env_id"] == "TorchwmTest/CounterPixel-v0"
+
+
+def test_env_without_pixels_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="render_mode='rgb_array'"):
+        record(lambda: LowDimRenderEnv(render_mode=None), episodes=1, out_dir=tmp_path, progress=False)
+
+
+def test_describe_action_space():
+    assert describe_action_space(spaces.Discrete(4, start=1)) == {"kind": "discrete", "n": 4, "start": 1}
+    assert describe_action_space(spaces.Box(-1, 1, (2,)))["high"] == [1.0, 1.0]
+    with pytest.raises(ValueError, match="MultiBinary"):
+        describe_action_space(spaces.MultiBinary(3))
