@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -220,18 +221,8 @@ class JEPAConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> JEPAConfig:
-        """Read a config written by `save` (or by hand) in JSON or YAML."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        text = path.read_text()
-        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"config file {path} must hold a mapping of field names to values")
-        version = data.get("format_version", CONFIG_FORMAT_VERSION)
-        if version != CONFIG_FORMAT_VERSION:
-            raise ValueError(f"config file {path} has format_version {version}; this code reads {CONFIG_FORMAT_VERSION}")
-        return cls.from_dict(data)
+        """Read a config written by `save` (or by hand) in JSON or YAML; missing fields take the defaults."""
+        return cls.from_dict(read_config_file(path))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> JEPAConfig:
@@ -279,6 +270,32 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 16,
     },
 }
+
+
+class _YAMLLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that also reads ``1e-4`` as a float (plain PyYAML wants ``1.0e-4``, else a string)."""
+
+
+_YAMLLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The fields a JSON or YAML config file sets (only those: a partial file layers on a preset)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text()
+    data = yaml.load(text, Loader=_YAMLLoader) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of field names to values")
+    version = data.pop("format_version", CONFIG_FORMAT_VERSION)
+    if version != CONFIG_FORMAT_VERSION:
+        raise ValueError(f"config file {path} has format_version {version}; this code reads {CONFIG_FORMAT_VERSION}")
+    return data
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:

@@ -13,6 +13,7 @@ from wm.config import JEPAConfig
 from wm.encoders import MaskedPredictor, VisionEncoder
 from wm.losses import collapse_stats, covariance_loss, prediction_loss, variance_loss
 from wm.masks import MaskSpec, gather_tokens
+from wm.schedule import linear_ramp
 
 
 @dataclass
@@ -72,7 +73,9 @@ class JEPA(nn.Module):
             cfg.mlp_ratio,
         )
 
-    def forward(self, clips: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]], monitor: bool = False) -> JEPAOutput:
+    def forward(
+        self, clips: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]], monitor: bool = False
+    ) -> JEPAOutput:
         """clips: float [B, T, C, H, W]; masks: one (context [B, Nc], target [B, Nt]) pair per view."""
         cfg = self.cfg
         with torch.no_grad():
@@ -115,5 +118,4 @@ class JEPA(nn.Module):
 
 def ema_momentum(cfg: JEPAConfig, step: int, total_steps: int) -> float:
     """Momentum at ``step``: linear ramp from ``ema_start`` to ``ema_end`` over training."""
-    frac = min(step / max(total_steps, 1), 1.0)
-    return cfg.ema_start + (cfg.ema_end - cfg.ema_start) * frac
+    return linear_ramp(step, total_steps, cfg.ema_start, cfg.ema_end)

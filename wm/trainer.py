@@ -11,7 +11,6 @@ takes its slice of the global batch, and rank 0 alone logs and saves.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,7 @@ from wm.encoders import prepare_frames
 from wm.jepa import JEPA, ema_momentum, mask_spec
 from wm.masks import make_masks
 from wm.runlog import RunLog
+from wm.schedule import warmup_cosine
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,10 +58,7 @@ def use_bf16(cfg: JEPAConfig, device: torch.device) -> bool:
 
 def lr_at(cfg: JEPAConfig, step: int, total: int) -> float:
     """Linear warm-up to ``learning_rate``, then cosine decay to ``min_learning_rate``."""
-    if step < cfg.warmup_steps:
-        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    frac = (step - cfg.warmup_steps) / max(total - cfg.warmup_steps, 1)
-    return cfg.min_learning_rate + 0.5 * (cfg.learning_rate - cfg.min_learning_rate) * (1 + math.cos(math.pi * frac))
+    return warmup_cosine(step, total, cfg.learning_rate, cfg.min_learning_rate, cfg.warmup_steps)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -133,7 +130,9 @@ class JEPAAgent:
                 f"got shape {tuple(x.shape)}"
             )
         if x.shape[1] % self.cfg.tubelet_size:
-            raise ValueError(f"got {x.shape[1]} frames; expected a multiple of tubelet_size={self.cfg.tubelet_size}")
+            raise ValueError(
+                f"got {x.shape[1]} frames; expected a multiple of tubelet_size={self.cfg.tubelet_size}"
+            )
         device = next(self.model.parameters()).device
         clips = prepare_frames(x.to(device), self.cfg.image_size)
         tokens = self.model.target_encoder(clips)  # (B, T' * K, D)
@@ -161,7 +160,9 @@ class JEPAAgent:
 class _Loop:
     """The state of one training run, split into short named steps."""
 
-    def __init__(self, cfg: JEPAConfig, model: JEPA, dataset: Dataset, device: torch.device, ddp: _Dist) -> None:
+    def __init__(
+        self, cfg: JEPAConfig, model: JEPA, dataset: Dataset, device: torch.device, ddp: _Dist
+    ) -> None:
         self.cfg, self.model, self.dataset, self.device, self.ddp = cfg, model, dataset, device, ddp
         self.run_dir = Path(cfg.output_dir)
         self.global_batch = cfg.batch_size * ddp.world
@@ -190,7 +191,13 @@ class _Loop:
         log = RunLog(self.run_dir, self.step, enabled=is_main)
         if is_main:
             cfg.save(self.run_dir / "config.yaml")
-        bar = tqdm(total=self.total, initial=self.step, disable=not (cfg.progress and is_main), desc="pretrain", unit="step")
+        bar = tqdm(
+            total=self.total,
+            initial=self.step,
+            disable=not (cfg.progress and is_main),
+            desc="pretrain",
+            unit="step",
+        )
         t0, clips_seen, last = time.perf_counter(), 0, {"loss": float("nan")}
         monitor: dict[str, float] = {}
         for batch in self._batches():
@@ -203,7 +210,15 @@ class _Loop:
             monitor = out.monitor or monitor
             if monitor_now:
                 lr = self.optimizer.param_groups[0]["lr"]
-                log.log(self.step, {**last, **{f"monitor/{k}": v for k, v in monitor.items()}, "lr": lr, "clips_per_s": rate})
+                log.log(
+                    self.step,
+                    {
+                        **last,
+                        **{f"monitor/{k}": v for k, v in monitor.items()},
+                        "lr": lr,
+                        "clips_per_s": rate,
+                    },
+                )
             bar.update(1)
             bar.set_postfix(loss=f"{last['loss']:.4f}", clips_s=f"{rate:.1f}")
             if self.step % cfg.checkpoint_interval == 0 or self.step == self.total:
@@ -296,8 +311,19 @@ class _Loop:
         if ckpt is None:
             return
         saved = jepa_config_of(ckpt)
-        shape_fields = ("encoder", "image_size", "patch_size", "embed_dim", "num_layers", "num_heads", "num_frames",
-                        "tubelet_size", "predictor_dim", "predictor_depth", "in_channels")
+        shape_fields = (
+            "encoder",
+            "image_size",
+            "patch_size",
+            "embed_dim",
+            "num_layers",
+            "num_heads",
+            "num_frames",
+            "tubelet_size",
+            "predictor_dim",
+            "predictor_depth",
+            "in_channels",
+        )
         for name in shape_fields:
             if getattr(saved, name) != getattr(self.cfg, name):
                 raise ValueError(

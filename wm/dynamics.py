@@ -1,0 +1,125 @@
+"""Action-conditioned dynamics: a block-causal transformer over per-step latents, with a key/value cache.
+
+Each time step t is a block of K latent tokens followed by one action token (and an optional
+proprioception token). Tokens of step t attend to every token of steps <= t and to nothing later,
+so the outputs at step t's latent positions predict z_{t+1} from (z_<=t, a_<=t). During a rollout,
+the keys and values of earlier steps are cached: step h costs one step of compute, not h.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from wm.layers import MLP, init_weights, sincos_1d
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [B, heads, L, d]
+
+
+class CachedBlock(nn.Module):
+    """Pre-norm transformer block whose attention can extend a key/value cache."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, int(dim * mlp_ratio))
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, past: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x: new tokens [B, M, W]; mask: [M, L_past + M] (True = may attend); returns (x, (keys, values))."""
+        q, k, v = rearrange(
+            self.qkv(self.norm1(x)), "b m (three h d) -> three b h m d", three=3, h=self.num_heads
+        )
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, M, d)
+        x = x + self.proj(rearrange(out, "b h m d -> b m (h d)"))
+        return x + self.mlp(self.norm2(x)), (k, v)
+
+
+class DynamicsPredictor(nn.Module):
+    """Predict the next per-step latent [.., K, D] from latents and actions, block-causally over time."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        tokens_per_step: int,
+        action_dim: int,
+        width: int,
+        depth: int,
+        num_heads: int,
+        max_steps: int = 64,
+        proprio_dim: int = 0,
+    ) -> None:
+        super().__init__()
+        self.k, self.width, self.max_steps = tokens_per_step, width, max_steps
+        self.has_proprio = proprio_dim > 0
+        self.latent_in = nn.Linear(latent_dim, width)
+        self.action_in = nn.Linear(action_dim, width)
+        self.proprio_in = nn.Linear(proprio_dim, width) if self.has_proprio else None
+        n_slots = tokens_per_step + 1 + int(self.has_proprio)
+        self.slot_embed = nn.Parameter(torch.zeros(n_slots, width))  # which token of a step
+        self.register_buffer("time_embed", sincos_1d(width, torch.arange(max_steps)), persistent=False)
+        self.blocks = nn.ModuleList(CachedBlock(width, num_heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, latent_dim)
+        self.apply(init_weights)
+        nn.init.trunc_normal_(self.slot_embed, std=0.02)
+
+    @property
+    def tokens_per_block(self) -> int:
+        return self.k + 1 + int(self.has_proprio)
+
+    def _tokens(
+        self, z: torch.Tensor, a: torch.Tensor, t0: int, proprio: torch.Tensor | None
+    ) -> torch.Tensor:
+        """z [B, T, K, D], a [B, T, A] -> tokens [B, T * (K+1), W] for steps t0 .. t0+T-1."""
+        steps = z.shape[1]
+        if t0 + steps > self.max_steps:
+            raise ValueError(
+                f"sequence of {t0 + steps} steps exceeds the predictor's max_steps={self.max_steps}"
+            )
+        parts = [self.latent_in(z), self.action_in(a).unsqueeze(2)]  # (B, T, K, W), (B, T, 1, W)
+        if self.has_proprio:
+            if proprio is None:
+                raise ValueError(
+                    "this predictor was built with a proprioception token; pass proprio [B, T, P]"
+                )
+            parts.append(self.proprio_in(proprio).unsqueeze(2))
+        x = torch.cat(parts, dim=2) + self.slot_embed + self.time_embed[t0 : t0 + steps, None, :]
+        return rearrange(x, "b t s w -> b (t s) w")
+
+    def _mask(self, new_steps: int, past_steps: int, device: torch.device) -> torch.Tensor:
+        """Block-causal mask [M, L] for new_steps blocks after past_steps cached blocks."""
+        s = self.tokens_per_block
+        q_step = torch.arange(past_steps, past_steps + new_steps, device=device).repeat_interleave(s)
+        k_step = torch.arange(past_steps + new_steps, device=device).repeat_interleave(s)
+        return q_step[:, None] >= k_step[None, :]
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        actions: torch.Tensor,
+        cache: KVCache | None = None,
+        proprio: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """z [B, T, K, D], actions [B, T, A] (action t follows z_t) -> (predicted z_{t+1} [B, T, K, D], cache).
+
+        With a cache from earlier calls, the T new steps continue that sequence.
+        """
+        past = 0 if cache is None else cache[0][0].shape[2] // self.tokens_per_block
+        x = self._tokens(z, actions, past, proprio)
+        mask = self._mask(z.shape[1], past, z.device)
+        new_cache: KVCache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, mask, None if cache is None else cache[i])
+            new_cache.append(kv)
+        x = rearrange(x, "b (t s) w -> b t s w", s=self.tokens_per_block)[:, :, : self.k]
+        return self.head(self.norm(x)), new_cache

@@ -1,0 +1,378 @@
+"""Training the action-conditioned world model on recorded rollouts.
+
+Loss of one step, on sequences of ``seq_len`` steps (frames with the actions that followed them):
+  teacher forcing  — block-causal predictions of z_1..z_{T-1} from the true z_0..z_{T-2};
+  rollout          — z_1..z_H predicted autoregressively from z_0, each prediction fed back;
+  variance/covariance on the online latents (against collapse);
+  reward           — r_t from (z_t, a_t), where the data has rewards and the head is on.
+Targets are the EMA latent head's (and EMA encoder's, when the encoder is trained) latents.
+Batches are drawn by a generator seeded by (seed, step), so a resumed run repeats the same steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from wm.checkpoint import (
+    jepa_config_of,
+    latest_checkpoint,
+    load_state_checked,
+    load_trainer_state,
+    load_weights,
+    prune_checkpoints,
+    read_config,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from wm.config import JEPAConfig
+from wm.episodes import action_size
+from wm.losses import collapse_stats, covariance_loss, variance_loss
+from wm.rollouts import RolloutClips
+from wm.runlog import RunLog
+from wm.schedule import linear_ramp, warmup_cosine
+from wm.trainer import resolve_device
+from wm.world_model import WorldModel, WorldModelSpec
+
+
+@dataclass
+class WorldModelConfig:
+    """How to build and train a world model on an episode directory."""
+
+    root_path: str = "./episodes"
+    """Episode directory written by `envs.record` (manifest.json + videos + npz)."""
+    encoder_checkpoint: str = ""
+    """JEPA checkpoint (or run directory) whose encoder to load; empty: a new encoder from ``encoder_preset``."""
+    encoder_preset: str = "tiny"
+    """`JEPAConfig` preset for a new encoder (used when ``encoder_checkpoint`` is empty)."""
+    freeze_encoder: bool = True
+    """Keep the encoder fixed (requires ``encoder_checkpoint``); False trains it jointly with an EMA target."""
+    frame_step: int = 1
+    """Environment steps per model step (frame skip); actions of skipped steps are concatenated."""
+    seq_len: int = 9
+    """Steps per training sequence (at least predict_horizon + 1)."""
+    latent_grid: int = 2
+    """K = latent_grid² tokens a step."""
+    latent_dim: int = 64
+    """D, the width of a latent token."""
+    width: int = 128
+    """Width of the dynamics predictor."""
+    depth: int = 2
+    """Depth of the dynamics predictor."""
+    heads: int = 4
+    """Attention heads of the dynamics predictor."""
+    predict_horizon: int = 8
+    """Autoregressive rollout length of the loss, and the default rollout length."""
+    reward_head: bool = True
+    """Learn recorded rewards from latents and actions."""
+    teacher_forcing_weight: float = 1.0
+    """Weight of the teacher-forced prediction loss."""
+    rollout_weight: float = 1.0
+    """Weight of the autoregressive rollout loss."""
+    var_weight: float = 1.0
+    """Weight of the variance hinge on the online latents."""
+    cov_weight: float = 0.05
+    """Weight of the covariance penalty on the online latents."""
+    reward_weight: float = 1.0
+    """Weight of the reward regression."""
+    steps: int = 2000
+    """Optimiser steps."""
+    batch_size: int = 32
+    """Sequences per step."""
+    learning_rate: float = 1e-3
+    """Peak AdamW learning rate."""
+    warmup_steps: int = 100
+    """Linear warm-up steps."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (0 disables)."""
+    ema_start: float = 0.99
+    """EMA momentum of the targets at the first step."""
+    ema_end: float = 0.999
+    """EMA momentum of the targets at the last step."""
+    seed: int = 0
+    """Seed of batches and initialisation."""
+    device: str = "auto"
+    """``auto`` (CUDA if available, else CPU) or a torch device string."""
+    output_dir: str = "runs/world_model"
+    """Directory for checkpoints and logs."""
+    log_interval: int = 20
+    """Steps between log rows."""
+    checkpoint_interval: int = 500
+    """Steps between checkpoints (one is always written at the end)."""
+    resume: bool = True
+    """Continue from the latest checkpoint in ``output_dir``."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def validate(self) -> WorldModelConfig:
+        """Raise `ValueError` naming a bad field, its value and what is allowed."""
+        for name in (
+            "seq_len",
+            "latent_grid",
+            "latent_dim",
+            "width",
+            "depth",
+            "heads",
+            "predict_horizon",
+            "steps",
+            "batch_size",
+            "frame_step",
+            "log_interval",
+            "checkpoint_interval",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"WorldModelConfig.{name}={value!r} is invalid: expected a positive integer")
+        if self.seq_len < self.predict_horizon + 1:
+            raise ValueError(
+                f"WorldModelConfig.seq_len={self.seq_len} is invalid: expected >= predict_horizon + 1 = {self.predict_horizon + 1}"
+            )
+        if self.width % self.heads:
+            raise ValueError(
+                f"WorldModelConfig.width={self.width} is invalid: expected a multiple of heads={self.heads}"
+            )
+        if self.freeze_encoder and not self.encoder_checkpoint:
+            raise ValueError(
+                "WorldModelConfig.freeze_encoder=True needs encoder_checkpoint (a pretrained JEPA); "
+                "set encoder_checkpoint or freeze_encoder=False to train the encoder jointly"
+            )
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"WorldModelConfig got unknown field(s) {unknown}; known fields: {sorted(known)}"
+            )
+        return cls(**data).validate()
+
+
+def load_world_model(path: str | Path, device: str = "cpu") -> WorldModel:
+    """Rebuild a trained world model from its checkpoint (or run) directory, in eval mode."""
+    ckpt = resolve_checkpoint(path)
+    raw = read_config(ckpt)
+    if raw.get("kind") != "world_model":
+        raise ValueError(f"{ckpt} holds a {raw.get('kind', 'unknown')!r} checkpoint, not a world model")
+    model = WorldModel(
+        JEPAConfig.from_dict(raw["jepa"]), WorldModelSpec(**raw["spec"]), bool(raw["train"]["freeze_encoder"])
+    )
+    load_state_checked(model, load_weights(ckpt), ckpt)
+    return model.to(resolve_device(device)).eval()
+
+
+def build_world_model(cfg: WorldModelConfig, dataset: RolloutClips) -> WorldModel:
+    """A new world model for the data set's actions, with the encoder the config names."""
+    desc = dataset.manifest["action_space"]
+    spec = WorldModelSpec(
+        action_dim=action_size(desc) * cfg.frame_step,
+        discrete_actions=False,  # the data set already one-hot encodes discrete actions
+        latent_grid=cfg.latent_grid,
+        latent_dim=cfg.latent_dim,
+        width=cfg.width,
+        depth=cfg.depth,
+        heads=cfg.heads,
+        max_steps=max(64, cfg.seq_len + cfg.predict_horizon),
+        reward_head=cfg.reward_head,
+        predict_horizon=cfg.predict_horizon,
+    )
+    if cfg.encoder_checkpoint:
+        ckpt = resolve_checkpoint(cfg.encoder_checkpoint)
+        jepa_cfg = jepa_config_of(ckpt)
+        model = WorldModel(jepa_cfg, spec, cfg.freeze_encoder)
+        weights = load_weights(ckpt)
+        encoder_weights = {
+            k[len("target_encoder.") :]: v for k, v in weights.items() if k.startswith("target_encoder.")
+        }
+        load_state_checked(model.encoder, encoder_weights, ckpt)
+        if model.target_encoder is not None:
+            model.target_encoder.load_state_dict(model.encoder.state_dict())
+        return model
+    return WorldModel(JEPAConfig.preset(cfg.encoder_preset), spec, freeze_encoder=False)
+
+
+def world_model_loss(
+    model: WorldModel, cfg: WorldModelConfig, batch: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Every loss term of one batch (``total`` is their weighted sum)."""
+    actions = batch["actions"]
+    if "pooled" in batch:  # frozen encoder: cached region means of each frame
+        z, z_tgt = model.latents_from_pooled(batch["pooled"])
+    else:
+        z, z_tgt = model.latents_for_training(batch["frames"])  # (B, T, K, D) each
+    tf = model.teacher_forced(z, actions)
+    terms = {"teacher_forcing": F.mse_loss(tf, z_tgt[:, 1:])}
+    h = cfg.predict_horizon
+    ar = model.autoregressive(z[:, 0], actions[:, :h], h)
+    terms["rollout"] = F.mse_loss(ar, z_tgt[:, 1 : h + 1])
+    flat = z.reshape(-1, z.shape[-1])
+    terms["variance"] = variance_loss(flat)
+    terms["covariance"] = covariance_loss(flat)
+    total = (
+        cfg.teacher_forcing_weight * terms["teacher_forcing"]
+        + cfg.rollout_weight * terms["rollout"]
+        + cfg.var_weight * terms["variance"]
+        + cfg.cov_weight * terms["covariance"]
+    )
+    if model.reward_head is not None and "rewards" in batch:
+        pred_r = model.reward_head(z.detach(), actions)
+        terms["reward"] = F.mse_loss(pred_r, batch["rewards"])
+        total = total + cfg.reward_weight * terms["reward"]
+    terms["total"] = total
+    return terms
+
+
+class WorldModelTrainer:
+    """Train (or resume) a world model as a config says; `run` returns the final checkpoint path."""
+
+    def __init__(self, cfg: WorldModelConfig) -> None:
+        self.cfg = cfg.validate()
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.dataset = RolloutClips(cfg.root_path, cfg.seq_len, cfg.frame_step)
+        self.model = build_world_model(cfg, self.dataset).to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.run_dir = Path(cfg.output_dir)
+        self.step = 0
+        self.monitor: dict[str, float] = {}
+        self.last_terms: dict[str, float] = {}
+        self.features: list[torch.Tensor] = []
+        if cfg.freeze_encoder:
+            self._cache_features()
+
+    def _cache_features(self) -> None:
+        """Encode every frame once with the frozen encoder: region means [L+1, K, De] per episode."""
+        self.features = []
+        bar = tqdm(
+            self.dataset.episodes, disable=not self.cfg.progress, desc="encoding frames", unit="episode"
+        )
+        for e in range(len(self.dataset.episodes)):
+            frames = torch.from_numpy(self.dataset.video(e).get(list(range(len(self.dataset.video(e))))))
+            chunks = [self.model.pooled_features(c[None])[0] for c in frames.split(256)]
+            self.features.append(torch.cat(chunks))
+            bar.update(1)
+        bar.close()
+
+    def _cached_item(self, index: int) -> dict[str, torch.Tensor]:
+        """A training sequence from the feature cache: the same slicing as `RolloutClips.__getitem__`."""
+        episode, start = self.dataset.locate(index)
+        steps, t, k = self.dataset.episodes[episode], self.cfg.seq_len, self.cfg.frame_step
+        raw = slice(start, start + t * k)
+        item = {
+            "pooled": self.features[episode][start : start + t * k : k],
+            "actions": torch.from_numpy(steps.actions[raw]).reshape(t, -1).float(),
+            "rewards": torch.from_numpy(steps.rewards[raw]).reshape(t, k).sum(1).float(),
+        }
+        return item
+
+    def _batch(self) -> dict[str, torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+        idx = torch.randint(len(self.dataset), (self.cfg.batch_size,), generator=gen).tolist()
+        items = [self._cached_item(i) if self.features else self.dataset[i] for i in idx]
+        keys = [k for k in ("frames", "pooled", "actions", "rewards") if k in items[0]]
+        return {k: torch.stack([it[k] for it in items]).to(self.device) for k in keys}
+
+    def _train_step(self) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        lr = warmup_cosine(
+            self.step, cfg.steps, cfg.learning_rate, cfg.learning_rate * 0.01, cfg.warmup_steps
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        terms = world_model_loss(self.model, cfg, self._batch())
+        if not torch.isfinite(terms["total"]):
+            raise FloatingPointError(
+                f"world-model loss is {terms['total'].item()} at step {self.step}; the last good checkpoint "
+                f"({latest_checkpoint(self.run_dir) or 'none yet'}) is intact: lower learning_rate"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.model.update_targets(linear_ramp(self.step + 1, cfg.steps, cfg.ema_start, cfg.ema_end))
+        return terms
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        self._maybe_resume()
+        log = RunLog(self.run_dir, self.step)
+        bar = tqdm(
+            total=cfg.steps, initial=self.step, disable=not cfg.progress, desc="world model", unit="step"
+        )
+        t0 = time.perf_counter()
+        start = self.step
+        while self.step < cfg.steps:
+            terms = self._train_step()
+            self.step += 1
+            self.last_terms = {k: v.item() for k, v in terms.items()}
+            if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
+                rate = (self.step - start) * cfg.batch_size / (time.perf_counter() - t0)
+                log.log(
+                    self.step, {**{f"loss/{k}": v for k, v in self.last_terms.items()}, "seqs_per_s": rate}
+                )
+            bar.update(1)
+            bar.set_postfix(loss=f"{self.last_terms['total']:.4f}")
+            if self.step % cfg.checkpoint_interval == 0 or self.step == cfg.steps:
+                self._save()
+        bar.close()
+        log.close()
+        final = latest_checkpoint(self.run_dir) or self._save()
+        (self.run_dir / "summary.json").write_text(
+            json.dumps(
+                {
+                    "steps": self.step,
+                    "loss": self.last_terms,
+                    "seconds": time.perf_counter() - t0,
+                    "skipped_files": self.dataset.skipped,
+                    "checkpoint": str(final),
+                },
+                indent=2,
+            )
+        )
+        return final
+
+    def _save(self) -> Path:
+        config = {
+            "kind": "world_model",
+            "jepa": self.model.jepa_cfg.to_dict(),
+            "spec": self.model.spec.to_dict(),
+            "train": dataclasses.asdict(self.cfg),
+            "env_id": self.dataset.manifest.get("env_id"),
+            "action_space": self.dataset.manifest.get("action_space"),
+        }
+        state = {"optimizer": self.optimizer.state_dict(), "step": self.step}
+        path = save_checkpoint(
+            self.run_dir / "checkpoints" / f"step_{self.step:08d}", config, self.model.state_dict(), state
+        )
+        prune_checkpoints(self.run_dir, 2)
+        return path
+
+    def _maybe_resume(self) -> None:
+        ckpt = latest_checkpoint(self.run_dir) if self.cfg.resume else None
+        if ckpt is None:
+            return
+        load_state_checked(self.model, load_weights(ckpt), ckpt)
+        state = load_trainer_state(ckpt)
+        if state is None:
+            raise ValueError(f"cannot resume from {ckpt}: it has no trainer_state.pt")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+
+
+@torch.no_grad()
+def latent_monitor(model: WorldModel, frames: torch.Tensor) -> dict[str, float]:
+    """Collapse monitor of the world model's latents on a batch of frames [B, T, H, W, C]."""
+    return collapse_stats(model.encode(frames).reshape(-1, model.spec.latent_dim))

@@ -1,0 +1,287 @@
+"""The action-conditioned world model and its query API: `encode`, `step`, `rollout`, `reward`.
+
+    frames [B, T, H, W, C] --encoder (per frame, or a sliding clip)--> tokens --latent head--> z [B, T, K, D]
+    z_<=t, a_<=t --DynamicsPredictor (block-causal, cached)--> z_{t+1}
+
+The per-step latent z_t is K tokens of width D: the encoder's patch tokens of frame t averaged over a
+``latent_grid`` x ``latent_grid`` grid (K = latent_grid²) and projected to D by a small head. The
+head is trained with the dynamics (its EMA copy gives the targets, a variance/covariance term keeps it
+from collapsing); the encoder is either loaded frozen from a JEPA pretraining checkpoint or trained
+jointly with an EMA target. Every query is batched over any leading batch and runs under
+`torch.inference_mode()`; no Python loop runs over samples.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from wm.config import JEPAConfig
+from wm.dynamics import DynamicsPredictor, KVCache
+from wm.encoders import VisionEncoder, prepare_frames
+from wm.jepa import build_encoder
+
+
+@dataclass
+class WorldModelSpec:
+    """The shape of a world model (everything needed to rebuild it from a checkpoint)."""
+
+    action_dim: int
+    """Size of one action vector as the model sees it (discrete actions: number of choices, one-hot)."""
+    discrete_actions: bool = False
+    """Actions are integer choices, one-hot encoded inside the model."""
+    latent_grid: int = 2
+    """K = latent_grid² tokens a step, each the mean of a region of patch tokens."""
+    latent_dim: int = 64
+    """D, the width of a latent token."""
+    width: int = 128
+    """Width of the dynamics predictor."""
+    depth: int = 2
+    """Depth of the dynamics predictor."""
+    heads: int = 4
+    """Attention heads of the dynamics predictor."""
+    max_steps: int = 64
+    """Longest sequence (context + horizon) the predictor accepts."""
+    proprio_dim: int = 0
+    """Size of an optional proprioception vector per step (0: none)."""
+    reward_head: bool = True
+    """Learn recorded rewards r_t = R(z_t, a_t)."""
+    predict_horizon: int = 8
+    """Default rollout length H."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class LatentHead(nn.Module):
+    """Patch tokens of one step [B, g*g, De] -> per-step latent [B, K, D] (region means, projected, normed)."""
+
+    def __init__(self, grid: int, embed_dim: int, latent_grid: int, latent_dim: int) -> None:
+        super().__init__()
+        if grid % latent_grid:
+            raise ValueError(f"latent_grid={latent_grid} must divide the encoder's patch grid {grid}")
+        self.grid, self.latent_grid = grid, latent_grid
+        self.proj = nn.Linear(embed_dim, latent_dim)
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Patch tokens [B, g*g, De] -> region means [B, K, De] (no parameters)."""
+        x = F.adaptive_avg_pool2d(rearrange(tokens, "b (h w) d -> b d h w", h=self.grid), self.latent_grid)
+        return rearrange(x, "b d h w -> b (h w) d")
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Region means [.., K, De] -> latent tokens [.., K, D], layer-normed."""
+        x = self.proj(pooled)
+        return F.layer_norm(x, x.shape[-1:])
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.project(self.pool(tokens))
+
+
+class RewardHead(nn.Module):
+    """r_t = R(z_t, a_t): a small MLP on the flattened latent and the action."""
+
+    def __init__(self, latent_size: int, action_dim: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent_size + action_dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """z [..., K, D], a [..., A] -> [...]."""
+        return self.net(torch.cat([z.flatten(-2), a], dim=-1)).squeeze(-1)
+
+
+class WorldModel(nn.Module):
+    """Encoder + latent head + block-causal dynamics (+ reward head), with EMA targets for training."""
+
+    def __init__(self, jepa_cfg: JEPAConfig, spec: WorldModelSpec, freeze_encoder: bool = True) -> None:
+        super().__init__()
+        jepa_cfg.validate()
+        self.jepa_cfg, self.spec, self.freeze_encoder = jepa_cfg, spec, freeze_encoder
+        self.encoder: VisionEncoder = build_encoder(jepa_cfg)
+        self.head = LatentHead(jepa_cfg.grid_size, jepa_cfg.embed_dim, spec.latent_grid, spec.latent_dim)
+        self.dynamics = DynamicsPredictor(
+            spec.latent_dim,
+            self.k,
+            spec.action_dim,
+            spec.width,
+            spec.depth,
+            spec.heads,
+            spec.max_steps,
+            spec.proprio_dim,
+        )
+        self.reward_head = RewardHead(self.k * spec.latent_dim, spec.action_dim) if spec.reward_head else None
+        self.target_head = copy.deepcopy(self.head).requires_grad_(False)
+        self.target_encoder = None if freeze_encoder else copy.deepcopy(self.encoder).requires_grad_(False)
+        if freeze_encoder:
+            self.encoder.requires_grad_(False)
+
+    @property
+    def k(self) -> int:
+        """Tokens per step."""
+        return self.spec.latent_grid**2
+
+    @property
+    def window(self) -> int:
+        """Frames the encoder sees for one step: 1 (spatial) or the clip length (temporal)."""
+        return 1 if self.jepa_cfg.encoder == "spatial" else self.jepa_cfg.num_frames
+
+    # --- encoding ---------------------------------------------------------------------------
+    def _step_tokens(self, frames: torch.Tensor, encoder: VisionEncoder) -> torch.Tensor:
+        """uint8 frames [B, T, H, W, C] -> patch tokens of each step [B, T, g*g, De]."""
+        b, t = frames.shape[:2]
+        clips = prepare_frames(frames, self.jepa_cfg.image_size)  # (B, T, C, S, S)
+        if self.window == 1:
+            tokens = encoder(rearrange(clips, "b t c h w -> (b t) 1 c h w"))
+        else:  # a sliding clip ending at each step, the first frame repeated before the start
+            pad = clips[:, :1].expand(-1, self.window - 1, -1, -1, -1)
+            windows = torch.cat([pad, clips], dim=1).unfold(1, self.window, 1)  # (B, T, C, S, S, window)
+            windows = rearrange(windows, "b t c h w n -> (b t) n c h w")
+            tokens = encoder(windows)[:, -encoder.tokens_per_step :]  # the last time step's tokens
+        return rearrange(tokens, "(b t) n d -> b t n d", b=b, t=t)
+
+    def check_frames(self, frames: Any) -> torch.Tensor:
+        """Validate and convert frames to a uint8 tensor [B, T, H, W, C] on the model's device."""
+        x = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+        c = self.jepa_cfg.in_channels
+        if x.ndim != 5 or x.shape[-1] != c:
+            raise ValueError(f"expected frames [B, T, H, W, {c}], got shape {tuple(x.shape)}")
+        if x.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 frames (0..255) as environments give them, got dtype {x.dtype}")
+        return x.to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(self, frames: Any) -> torch.Tensor:
+        """uint8 frames [B, T, H, W, C] -> per-step latents z [B, T, K, D] (EMA target encoder and head: the
+        space that the dynamics were trained to predict in)."""
+        with torch.inference_mode():
+            encoder = self.target_encoder if self.target_encoder is not None else self.encoder
+            tokens = self._step_tokens(self.check_frames(frames), encoder)
+            return rearrange(self.target_head(self._flat(tokens)), "(b t) k d -> b t k d", b=tokens.shape[0])
+
+    def _flat(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens.flatten(0, 1) if tokens.ndim == 4 else tokens
+
+    # --- dynamics ---------------------------------------------------------------------------
+    def to_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions as the model sees them: float [.., A]; discrete choices [..] become one-hot."""
+        if self.spec.discrete_actions:
+            if actions.dtype.is_floating_point and actions.shape[-1:] == (self.spec.action_dim,):
+                return actions
+            return F.one_hot(actions.long(), self.spec.action_dim).float()
+        if actions.shape[-1] != self.spec.action_dim:
+            raise ValueError(
+                f"expected actions [..., {self.spec.action_dim}], got shape {tuple(actions.shape)}"
+            )
+        return actions.float()
+
+    def step(self, z_history: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """z_history [B, T, K, D] and the actions taken after each step [B, T, A] -> z_{T} [B, K, D]."""
+        with torch.inference_mode():
+            pred, _ = self.dynamics(z_history, self.to_actions(actions))
+            return pred[:, -1]
+
+    def rollout(
+        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Imagine H steps: z_context [B, K, D] or [B, Tc, K, D], actions [B, H, A] -> z [B, H, K, D].
+
+        ``past_actions`` [B, Tc-1, A] are the actions taken between the context steps (zeros if not given).
+        Step h reuses the keys and values of steps < h (one step of compute per step).
+        """
+        with torch.inference_mode():
+            return self._rollout(z_context, self.to_actions(actions), past_actions)
+
+    def _rollout(
+        self, z: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None
+    ) -> torch.Tensor:
+        z = z.unsqueeze(1) if z.ndim == 3 else z  # (B, Tc, K, D)
+        b, tc = z.shape[:2]
+        if actions.ndim != 3 or actions.shape[0] != b:
+            raise ValueError(f"expected actions [B={b}, H, A], got shape {tuple(actions.shape)}")
+        if past_actions is None:
+            past_actions = actions.new_zeros(b, tc - 1, actions.shape[-1])
+        first = torch.cat([past_actions, actions[:, :1]], dim=1)  # actions following each context step
+        pred, cache = self.dynamics(z, first)
+        out = [pred[:, -1]]
+        for h in range(1, actions.shape[1]):
+            pred, cache = self.dynamics(out[-1].unsqueeze(1), actions[:, h : h + 1], cache)
+            out.append(pred[:, -1])
+        return torch.stack(out, dim=1)
+
+    def reward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Predicted reward of taking actions [.., A] in latents z [.., K, D] -> [..]."""
+        if self.reward_head is None:
+            raise ValueError(
+                "this world model was trained without a reward head (WorldModelSpec.reward_head=False)"
+            )
+        with torch.inference_mode():
+            return self.reward_head(z, self.to_actions(actions))
+
+    # --- training ---------------------------------------------------------------------------
+    def latents_for_training(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(online z [B, T, K, D] with gradients to the head (and encoder), EMA target z without)."""
+        b, t = frames.shape[:2]
+        if self.freeze_encoder:
+            with torch.no_grad():
+                tokens = self._step_tokens(frames, self.encoder)
+            target_tokens = tokens
+        else:
+            tokens = self._step_tokens(frames, self.encoder)
+            with torch.no_grad():
+                target_tokens = self._step_tokens(frames, self.target_encoder)
+        z = self.head(self._flat(tokens))
+        with torch.no_grad():
+            z_tgt = self.target_head(self._flat(target_tokens))
+        return rearrange(z, "(b t) k d -> b t k d", b=b), rearrange(z_tgt, "(b t) k d -> b t k d", b=b)
+
+    @torch.no_grad()
+    def pooled_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frozen-encoder region means of every step: uint8 [B, T, H, W, C] -> [B, T, K, De].
+
+        With a frozen encoder these never change, so a trainer can compute them once per frame.
+        """
+        tokens = self._step_tokens(self.check_frames(frames), self.encoder)
+        return rearrange(self.head.pool(self._flat(tokens)), "(b t) k d -> b t k d", b=frames.shape[0])
+
+    def latents_from_pooled(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(online z, EMA target z) [B, T, K, D] from cached region means [B, T, K, De]."""
+        with torch.no_grad():
+            z_tgt = self.target_head.project(pooled)
+        return self.head.project(pooled), z_tgt
+
+    def teacher_forced(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """One block-causal pass: predictions of z_1..z_T from z_0..z_{T-1}: [B, T-1, K, D]."""
+        pred, _ = self.dynamics(z[:, :-1], actions[:, :-1])
+        return pred
+
+    def autoregressive(self, z0: torch.Tensor, actions: torch.Tensor, horizon: int) -> torch.Tensor:
+        """Predictions of z_1..z_H fed back as inputs (with gradients): z0 [B, K, D] -> [B, H, K, D]."""
+        out: list[torch.Tensor] = []
+        cache: KVCache | None = None
+        z = z0.unsqueeze(1)
+        for h in range(horizon):
+            pred, cache = self.dynamics(z, actions[:, h : h + 1], cache)
+            z = pred
+            out.append(pred[:, 0])
+        return torch.stack(out, dim=1)
+
+    @torch.no_grad()
+    def update_targets(self, momentum: float) -> None:
+        """EMA of the latent head (and of the encoder when it is trained)."""
+        pairs = [(self.target_head, self.head)]
+        if self.target_encoder is not None:
+            pairs.append((self.target_encoder, self.encoder))
+        for target, online in pairs:
+            torch._foreach_lerp_(
+                list(target.parameters()), [p.detach() for p in online.parameters()], 1.0 - momentum
+            )
