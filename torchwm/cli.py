@@ -9,7 +9,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from wm.config import PRESETS, JEPAConfig
+from wm.config import PRESETS, JEPAConfig, read_config_file
 
 
 def _field_docs() -> dict[str, str]:
@@ -46,8 +46,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> JEPAConfig:
     """Preset, then the YAML/JSON file, then the command-line fields, validated."""
     data: dict[str, Any] = dict(PRESETS[args.preset])
-    if args.config:
-        data.update(JEPAConfig.load(args.config).to_dict())
+    if args.config:  # only the fields the file sets, so a partial file layers on the preset
+        data.update(read_config_file(args.config))
     names = {f.name for f in dataclasses.fields(JEPAConfig)}
     data.update({k: v for k, v in vars(args).items() if k in names})
     return JEPAConfig.from_dict(data)
