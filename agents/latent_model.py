@@ -1,0 +1,32 @@
+"""`PlanningModel`: the view of a `wm.world_model.WorldModel` that planners use (`WorldModelLike`).
+
+The world model encodes every frame of a history (z [B, T, K, D]); a planner wants the latent of
+the current step only. Everything else passes straight through.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from wm.world_model import WorldModel
+
+
+class PlanningModel:
+    """``encode(frames [B, T, H, W, C]) -> z [B, K, D]`` of the last step; ``rollout``; ``reward``."""
+
+    def __init__(self, world_model: WorldModel) -> None:
+        self.world_model = world_model.eval()
+
+    @property
+    def frame_history(self) -> int:
+        """Frames of history the encoder needs for one step."""
+        return self.world_model.window
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.world_model.encode(frames)[:, -1]
+
+    def rollout(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.world_model.rollout(z, actions)
+
+    def reward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.world_model.reward(z, actions)

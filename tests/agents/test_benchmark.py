@@ -1,0 +1,121 @@
+"""The planning benchmark and the demo run end to end on tiny budgets (behaviour, not speed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+import envs  # noqa: F401
+from agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
+from agents.planners import CEMConfig, MPPIConfig
+from envs.reset_options import ResetOptions
+from wm.checkpoint import save_checkpoint
+from wm.config import JEPAConfig
+from wm.world_model import WorldModel, WorldModelSpec
+
+
+@pytest.fixture
+def tiny_world_model(tmp_path: Path) -> Path:
+    cfg = JEPAConfig.preset(
+        "tiny",
+        encoder="spatial",
+        tubelet_size=1,
+        num_frames=2,
+        image_size=32,
+        embed_dim=32,
+        num_layers=1,
+        num_heads=2,
+        predictor_dim=32,
+        predictor_depth=1,
+        predictor_heads=2,
+    )
+    spec = WorldModelSpec(action_dim=2, latent_grid=1, latent_dim=16, width=32, heads=2)
+    model = WorldModel(cfg, spec, freeze_encoder=False)
+    config = {
+        "kind": "world_model",
+        "jepa": cfg.to_dict(),
+        "spec": spec.to_dict(),
+        "train": {"freeze_encoder": False},
+    }
+    return save_checkpoint(tmp_path / "wm" / "checkpoints" / "step_00000001", config, model.state_dict())
+
+
+def test_reset_options_reach_the_environment() -> None:
+    env = ResetOptions(gym.make("torchwm/TwoRooms-v0"), {"different_rooms": True})
+    rooms = []
+    for seed in range(20):
+        _, info = env.reset(seed=seed)
+        base = env.unwrapped
+        rooms.append(base.room(info["agent_pos"][0]) != base.room(info["goal_pos"][0]))
+    assert all(rooms)
+
+
+def test_planning_benchmark_writes_json_plot_and_gif(tiny_world_model: Path, tmp_path: Path) -> None:
+    cfg = PlanningBenchmarkConfig(
+        episodes=2,
+        max_steps=4,
+        horizon=3,
+        gifs=1,
+        cem=CEMConfig(num_samples=16, num_elites=4, iterations=1),
+        mppi=MPPIConfig(num_samples=16, num_elites=4, iterations=1),
+    )
+    out = tmp_path / "bench"
+    summary = run_planning_benchmark(tiny_world_model.parent.parent, out, cfg)
+    assert set(summary["methods"]) == {"mpc_cem", "mpc_mppi", "greedy_one_step", "random"}
+    for row in summary["methods"].values():
+        assert row["episodes"] == 2 and 0.0 <= row["success_rate"] <= 1.0
+        lo, hi = row["success_ci95"]
+        assert lo <= row["success_rate"] <= hi
+    saved = json.loads((out / "planning.json").read_text())
+    assert saved["methods"]["random"]["steps"] == summary["methods"]["random"]["steps"]
+    for name in ("planning.png", "episode_0.gif", "episode_0_distance.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_bench_planning_cli(tiny_world_model: Path, tmp_path: Path) -> None:
+    from torchwm.cli import main
+
+    out = tmp_path / "cli_bench"
+    code = main(
+        [
+            "bench",
+            "planning",
+            "--checkpoint",
+            str(tiny_world_model),
+            "--episodes",
+            "1",
+            "--max-steps",
+            "2",
+            "--horizon",
+            "2",
+            "--planners",
+            "cem",
+            "--gifs",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert set(json.loads((out / "planning.json").read_text())["methods"]) == {
+        "mpc_cem",
+        "greedy_one_step",
+        "random",
+    }
+
+
+def test_demo_quick_runs_every_stage(tmp_path: Path) -> None:
+    from torchwm.demo import run_demo
+
+    result = run_demo(tmp_path / "demo", quick=True)
+    assert {"mpc_cem", "random"} <= set(result["methods"])
+    for path in (
+        "episodes/manifest.json",
+        "jepa/summary.json",
+        "world_model/summary.json",
+        "planning/episode_0.gif",
+    ):
+        assert (tmp_path / "demo" / path).exists(), path
