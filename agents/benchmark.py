@@ -24,6 +24,7 @@ from agents.evaluate import RandomPolicy, evaluate
 from agents.latent_model import PlanningModel
 from agents.mpc import MPCAgent, greedy_one_step
 from agents.planners import CEM, MPPI, CEMConfig, MPPIConfig, SamplingPlanner
+from envs.action_repeat import ActionRepeat
 from envs.reset_options import ResetOptions
 from wm.wm_trainer import load_world_model
 
@@ -39,11 +40,13 @@ class PlanningBenchmarkConfig:
     episodes: int = 50
     """Seeded episodes per method (episode i is reset with seed + i)."""
     max_steps: int = 100
-    """Step budget of an episode."""
+    """Step budget of an episode, in agent steps (each ``action_repeat`` environment steps)."""
     seed: int = 1000
     """Seed of the first episode (keep it away from the seeds the training data was recorded with)."""
     reset_options: tuple[tuple[str, Any], ...] = (("different_rooms", True),)
     """Options passed to every reset (TwoRooms: start and goal in different rooms)."""
+    action_repeat: int = 1
+    """Apply each action this many times (`envs.action_repeat.ActionRepeat`); match the recording's frame_skip."""
     planners: tuple[PlannerName, ...] = ("cem", "mppi")
     """MPC planners to evaluate."""
     horizon: int = 8
@@ -60,6 +63,8 @@ class PlanningBenchmarkConfig:
 
 def _make_env(cfg: PlanningBenchmarkConfig) -> gym.Env:
     env = gym.make(cfg.env_id)
+    if cfg.action_repeat > 1:
+        env = ActionRepeat(env, cfg.action_repeat)
     return ResetOptions(env, dict(cfg.reset_options)) if cfg.reset_options else env
 
 
