@@ -1,7 +1,34 @@
 """The gymnasium side of torchwm: built-in pixel environments, the recorder, latent wrappers."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from envs import registration as _registration  # noqa: F401
 from envs.point_mass import PointMassEnv
 from envs.two_rooms import TwoRoomsEnv
 
-__all__ = ["PointMassEnv", "TwoRoomsEnv"]
+if TYPE_CHECKING:
+    from envs.latent import LatentObservationWrapper, VectorLatentObservationWrapper, pixel_env
+
+__all__ = [
+    "LatentObservationWrapper",
+    "PointMassEnv",
+    "TwoRoomsEnv",
+    "VectorLatentObservationWrapper",
+    "pixel_env",
+]
+
+_LAZY = {
+    name: "envs.latent"
+    for name in ("LatentObservationWrapper", "VectorLatentObservationWrapper", "pixel_env")
+}
+"""Names imported on first use: they need torch, which `gymnasium.make` of a built-in env (in every
+worker of an async vector env) should not have to import."""
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'envs' has no attribute {name!r}")

@@ -1,0 +1,526 @@
+"""Latent observations: a pixel or renderable gymnasium environment seen through a world model's encoder.
+
+    env frame uint8 [H, W, C] --last `window` frames--> encoder --> obs["latent"] [K * D] or [K, D]
+
+Frames come from the observation when it is an image, otherwise from ``env.render()``; gymnasium's own
+`AddRenderObservation` and `ResizeObservation` are composed for that (`pixel_env`), so the history the
+wrapper keeps holds frames no larger than the model's ``image_size``. The model (a `WorldModel`, a
+`JEPAAgent`, or the path of either's checkpoint) is reduced to one `EncoderView`, so both are encoded by
+the same code: one batched call under `torch.inference_mode()` per step, for one environment
+(`LatentObservationWrapper`) or for every sub-environment of a vector environment
+(`VectorLatentObservationWrapper`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from copy import deepcopy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+from gymnasium.vector.utils import batch_space
+from gymnasium.wrappers import AddRenderObservation, ResizeObservation
+from gymnasium.wrappers import vector as vector_wrappers
+
+from wm.checkpoint import read_config, resolve_checkpoint
+from wm.encoders import prepare_frames
+from wm.trainer import JEPAAgent
+from wm.world_model import WorldModel
+
+ModelSource = WorldModel | JEPAAgent | str | Path
+"""What the wrappers accept as a model: a world model, a JEPA agent, or a checkpoint (or run) directory."""
+FrameSource = Literal["auto", "observation", "render"]
+"""Where frames come from: ``auto`` takes an image observation if there is one, else ``env.render()``."""
+
+
+# --- the encoder view ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EncoderView:
+    """One interface over a world model or a JEPA: frames [B, window, H, W, C] uint8 -> latent [B, K, D]."""
+
+    encode: Callable[[np.ndarray], np.ndarray]
+    """uint8 frames [B, window, H, W, C] (oldest first) -> float32 latents [B, K, D] of the last frame."""
+    window: int
+    """Frames of history the encoder sees for one step."""
+    k: int
+    """K, tokens a step."""
+    d: int
+    """D, the width of a token."""
+    image_size: int
+    """Side of the square frames the model resizes its input to."""
+    in_channels: int
+    """C, colour channels of the frames the model takes."""
+    patch_size: int
+    """Side of one patch in pixels (frames smaller than this carry less than one patch)."""
+    name: str
+    """What the model is, for error messages."""
+
+
+def encoder_view(model: ModelSource, device: str = "cpu") -> EncoderView:
+    """The `EncoderView` of a world model, a JEPA agent, or a checkpoint of either (loaded onto ``device``)."""
+    if isinstance(model, WorldModel):
+        return _world_model_view(model, "world model")
+    if isinstance(model, JEPAAgent):
+        return _jepa_view(model, "JEPA")
+    if isinstance(model, str | Path):
+        ckpt = resolve_checkpoint(model)
+        kind = read_config(ckpt).get("kind")
+        if kind == "world_model":
+            # Imported here: it imports decord, whose bundled zlib, loaded before pygame, breaks pygame's PNG
+            # loading (Pendulum-v1's render); the wrapper renders its first frame before loading a checkpoint.
+            from wm.wm_trainer import load_world_model
+
+            return _world_model_view(load_world_model(ckpt, device), f"world model checkpoint {ckpt}")
+        if kind == "jepa":
+            return _jepa_view(JEPAAgent.from_pretrained(ckpt, device), f"JEPA checkpoint {ckpt}")
+        raise ValueError(f"{ckpt} holds a {kind!r} checkpoint; expected kind 'world_model' or 'jepa'")
+    raise TypeError(
+        f"model must be a WorldModel, a JEPAAgent or a checkpoint path, got {type(model).__name__}"
+    )
+
+
+def _world_model_view(model: WorldModel, name: str) -> EncoderView:
+    """The latent z of a world model's last step: ``model.encode(frames)[:, -1]``, computing that step only."""
+    cfg = model.jepa_cfg
+    encoder = model.target_encoder if model.target_encoder is not None else model.encoder
+
+    def encode(frames: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            # (B, window, C, S, S): one clip ending at the last frame
+            clips = prepare_frames(torch.from_numpy(frames).to(model.device), cfg.image_size)
+            # the last step's patch tokens (B, g*g, De)
+            tokens = encoder(clips)[:, -encoder.tokens_per_step :]
+            return model.target_head(tokens).float().cpu().numpy()  # (B, K, D)
+
+    return EncoderView(
+        encode=encode,
+        window=model.window,
+        k=model.k,
+        d=model.spec.latent_dim,
+        image_size=cfg.image_size,
+        in_channels=cfg.in_channels,
+        patch_size=cfg.patch_size,
+        name=name,
+    )
+
+
+def _jepa_view(agent: JEPAAgent, name: str) -> EncoderView:
+    """The patch tokens of a JEPA's last time step: ``agent.encode(frames)[:, -1]``."""
+    cfg = agent.cfg
+    if agent.model is None:
+        raise ValueError(
+            "this JEPAAgent has no model: train it, or load one with JEPAAgent.from_pretrained(dir)"
+        )
+
+    def encode(frames: np.ndarray) -> np.ndarray:
+        return agent.encode(torch.from_numpy(frames))[:, -1].float().cpu().numpy()  # (B, K, D)
+
+    return EncoderView(
+        encode=encode,
+        window=cfg.num_frames if cfg.encoder == "temporal" else 1,
+        k=cfg.grid_size**2,
+        d=cfg.embed_dim,
+        image_size=cfg.image_size,
+        in_channels=cfg.in_channels,
+        patch_size=cfg.patch_size,
+        name=name,
+    )
+
+
+# --- frames ------------------------------------------------------------------------------------------
+def is_image_space(space: spaces.Space) -> bool:
+    """Whether observations of ``space`` are uint8 images [H, W, C]."""
+    return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+
+
+def frame_space(env: gym.Env | VectorEnv) -> spaces.Box:
+    """The image Box of one frame of ``env`` (a single env, or one sub-environment of a vector env)."""
+    space = env.single_observation_space if isinstance(env, VectorEnv) else env.observation_space
+    assert isinstance(space, spaces.Box), space  # image_env / the vector wrapper checked it
+    return space
+
+
+def _frame_source(env: gym.Env, source: FrameSource) -> Literal["observation", "render"]:
+    """Where ``env``'s frames come from, or a ValueError that says how to give it frames."""
+    if source not in ("auto", "observation", "render"):
+        raise ValueError(f"source must be 'auto', 'observation' or 'render', got {source!r}")
+    space, mode = env.observation_space, env.render_mode
+    has_image, renders = is_image_space(space), mode in ("rgb_array", "rgb_array_list")
+    if source == "observation" and not has_image:
+        raise ValueError(
+            f"source='observation' needs uint8 image observations [H, W, C], but {env} observes {space}; "
+            "use source='render' with render_mode='rgb_array'"
+        )
+    if source == "render" and mode != "rgb_array":
+        raise ValueError(
+            f"source='render' needs an environment made with render_mode='rgb_array', got {mode!r}"
+        )
+    if source == "auto" and not has_image and mode != "rgb_array":
+        env_id = env.spec.id if env.spec is not None else "<id>"
+        raise ValueError(
+            f"{env} gives no frames: its observation space {space} is not a uint8 image [H, W, C] and its "
+            f"render_mode is {mode!r}. Make it with render_mode='rgb_array' "
+            f"(gymnasium.make({env_id!r}, render_mode='rgb_array')) so that frames come from env.render()"
+            + (" (rgb_array_list renders a list of frames, not one)" if renders else "")
+        )
+    if source == "auto":
+        return "observation" if has_image else "render"
+    return source
+
+
+def _wants_resize(shape: tuple[int, ...], image_size: int, resize: bool | None) -> bool:
+    """Whether to shrink frames of ``shape`` to ``image_size`` with `ResizeObservation` (needs opencv)."""
+    if resize is False:
+        return False
+    if resize is True:
+        return tuple(shape[:2]) != (image_size, image_size)
+    larger = shape[0] > image_size or shape[1] > image_size
+    return larger and importlib.util.find_spec("cv2") is not None
+
+
+def image_env(env: gym.Env, source: FrameSource = "auto") -> gym.Env:
+    """``env`` with uint8 image observations [H, W, C]: itself, or `AddRenderObservation` (render only)."""
+    if _frame_source(env, source) == "render":
+        env = AddRenderObservation(env, render_only=True)
+    if not is_image_space(env.observation_space):
+        shape = env.observation_space.shape or ()
+        hint = (
+            "; add a channel axis: gymnasium.wrappers.ReshapeObservation(env, (H, W, 1))"
+            if len(shape) == 2
+            else ""
+        )
+        raise ValueError(f"expected uint8 image frames [H, W, C], got {env.observation_space}{hint}")
+    return env
+
+
+def pixel_env(
+    env: gym.Env, image_size: int | None = None, *, source: FrameSource = "auto", resize: bool | None = None
+) -> gym.Env:
+    """``env`` with uint8 image observations [H, W, C], built from gymnasium's own wrappers.
+
+    `AddRenderObservation` (render only) where frames come from ``env.render()``, then `ResizeObservation`
+    to ``image_size`` x ``image_size``: always if ``resize`` is True, never if False, and by default
+    (None) when the frames are larger than ``image_size`` and opencv is installed (otherwise the model
+    resizes them itself). Usable in ``gymnasium.make_vec(..., wrappers=[partial(pixel_env, image_size=S)])``.
+    """
+    env = image_env(env, source)
+    if image_size is not None and _wants_resize(frame_space(env).shape, image_size, resize):
+        env = ResizeObservation(env, (image_size, image_size))
+    return env
+
+
+def check_frames_fit(shape: tuple[int, ...], view: EncoderView) -> None:
+    """Raise a ValueError that says what would fit unless frames of ``shape`` fit the encoder."""
+    c, s = view.in_channels, view.image_size
+    wanted = f"uint8 frames [H, W, {c}] (any H, W: resized to {s}x{s})"
+    if len(shape) != 3:
+        raise ValueError(f"the {view.name} takes {wanted}; the environment gives frames of shape {shape}")
+    if shape[-1] != c:
+        if shape[0] == c and shape[-1] not in (1, 3, 4):
+            hint = "; they look channels-first: give [H, W, C] frames (channels last)"
+        elif c == 1 and shape[-1] == 3:
+            hint = "; wrap the environment in gymnasium.wrappers.GrayscaleObservation(env, keep_dim=True)"
+        else:
+            hint = f"; use a model trained on {shape[-1]}-channel frames (in_channels={shape[-1]})"
+        raise ValueError(
+            f"the {view.name} takes {wanted}, but the environment gives frames of shape {shape} "
+            f"({shape[-1]} channels){hint}"
+        )
+    if min(shape[:2]) < view.patch_size:
+        raise ValueError(
+            f"the {view.name} takes {wanted} of at least one {view.patch_size}x{view.patch_size} patch, "
+            f"but the environment gives {shape[0]}x{shape[1]} frames; render larger frames"
+        )
+
+
+class FrameHistory:
+    """The last ``window`` frames of N environments, for the temporal encoder.
+
+    A ring with one write position shared by all environments (they step together); an environment that
+    resets has every slot filled with its first frame, which pads its history as the model pads a clip.
+    """
+
+    def __init__(self, num_envs: int, window: int, frame_shape: tuple[int, ...]) -> None:
+        self.window = window
+        self.buffer = np.zeros((num_envs, window, *frame_shape), dtype=np.uint8)  # (N, window, H, W, C)
+        self.newest = 0
+
+    def reset(self, frames: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Restart the history of the environments in ``mask`` (all if None) at frames [N, H, W, C]."""
+        if mask is None:
+            self.buffer[:] = frames[:, None]
+        else:
+            self.buffer[mask] = frames[mask][:, None]
+
+    def push(self, frames: np.ndarray) -> None:
+        """Append one frame [N, H, W, C] to every environment's history, dropping the oldest."""
+        self.newest = (self.newest + 1) % self.window
+        self.buffer[:, self.newest] = frames
+
+    def clips(self) -> np.ndarray:
+        """The histories, oldest frame first: uint8 [N, window, H, W, C]."""
+        if self.window == 1:
+            return self.buffer
+        order = (self.newest + 1 + np.arange(self.window)) % self.window
+        return self.buffer[:, order]
+
+
+def latent_space(view: EncoderView, flatten: bool) -> spaces.Box:
+    """Box of one latent: float32 [K * D] if ``flatten`` else [K, D], unbounded."""
+    shape = (view.k * view.d,) if flatten else (view.k, view.d)
+    return spaces.Box(-np.inf, np.inf, shape, np.float32)
+
+
+def _observation_space(
+    view: EncoderView, frames: spaces.Box, flatten: bool, pixels: bool, goal: bool
+) -> spaces.Dict:
+    """``Dict(latent, [pixels], [goal_latent])`` for one environment."""
+    latent = latent_space(view, flatten)
+    out: dict[str, spaces.Space] = {"latent": latent}
+    if pixels:
+        out["pixels"] = frames
+    if goal:
+        out["goal_latent"] = deepcopy(latent)
+    return spaces.Dict(out)
+
+
+def _goal_frames(info: dict[str, Any], owner: str) -> np.ndarray:
+    if "goal_frame" not in info:
+        raise ValueError(
+            f"goal=True encodes info['goal_frame'] from reset, but {owner}'s reset info has keys {sorted(info)}; "
+            "use goal=False or an environment that gives a goal frame (the built-in torchwm/ environments do)"
+        )
+    return np.asarray(info["goal_frame"])
+
+
+# --- the single-environment wrapper ------------------------------------------------------------------
+class LatentObservationWrapper(
+    gym.Wrapper[dict[str, Any], Any, np.ndarray, Any], gym.utils.RecordConstructorArgs
+):
+    """Observations become ``{"latent", ["pixels"], ["goal_latent"]}``: the encoder's latent of the last frames.
+
+    Args:
+        env: an environment with uint8 image observations [H, W, C], or made with ``render_mode="rgb_array"``.
+        model: a `WorldModel`, a `JEPAAgent`, or a checkpoint (or run) directory of either.
+        source: where frames come from (`FrameSource`).
+        resize: shrink frames to the model's ``image_size`` with gymnasium's `ResizeObservation` (see `pixel_env`).
+        flatten: ``latent`` is [K * D] if True, [K, D] if False (float32 either way).
+        pixels: add the frame the latent was computed from as ``pixels``.
+        goal: add ``goal_latent``, the encoding of ``info["goal_frame"]`` given at reset.
+        device: where a checkpoint is loaded (a model object stays where it is).
+
+    Example:
+        >>> import gymnasium as gym
+        >>> env = LatentObservationWrapper(gym.make("CartPole-v1", render_mode="rgb_array"), "runs/wm")  # doctest: +SKIP
+        >>> obs, info = env.reset(seed=0)  # doctest: +SKIP
+        >>> obs["latent"].shape, obs["latent"].dtype  # doctest: +SKIP
+        ((256,), dtype('float32'))
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        model: ModelSource,
+        *,
+        source: FrameSource = "auto",
+        resize: bool | None = None,
+        flatten: bool = True,
+        pixels: bool = False,
+        goal: bool = False,
+        device: str = "cpu",
+    ) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self,
+            model=model,
+            source=source,
+            resize=resize,
+            flatten=flatten,
+            pixels=pixels,
+            goal=goal,
+            device=device,
+        )
+        # AddRenderObservation renders a first frame here, before a checkpoint is loaded (see encoder_view)
+        framed = image_env(env, source)
+        self.view = encoder_view(model, device)
+        check_frames_fit(frame_space(framed).shape, self.view)
+        self._frame_transform: Callable[[np.ndarray], np.ndarray] | None = None
+        if _wants_resize(frame_space(framed).shape, self.view.image_size, resize):
+            framed = ResizeObservation(framed, (self.view.image_size, self.view.image_size))
+            self._frame_transform = framed.observation  # for goal frames
+        super().__init__(framed)
+        # Frames need rgb_array renders, or observations that some environments (gym-pusht) only give in that
+        # mode; gymnasium's HumanRendering wrapper shows them in a window.
+        modes = env.metadata.get("render_modes", [])
+        self.metadata = {**env.metadata, "render_modes": [m for m in modes if m == "rgb_array"]}
+        self._source_env = env
+        self.flatten, self.pixels, self.goal = flatten, pixels, goal
+        self.observation_space = _observation_space(self.view, frame_space(framed), flatten, pixels, goal)
+        self._history = FrameHistory(1, self.view.window, frame_space(framed).shape)
+        self._goal_latent: np.ndarray | None = None
+
+    @property
+    def spec(self) -> EnvSpec | None:  # type: ignore[override]  # gymnasium's Wrapper.spec is a property too
+        """The given environment's spec plus this wrapper (which rebuilds the frame wrappers it composed)."""
+        if self._cached_spec is None and self._source_env.spec is not None:
+            spec = deepcopy(self._source_env.spec)
+            spec.additional_wrappers += (self.wrapper_spec(**self._saved_kwargs),)
+            self._cached_spec = spec
+        return self._cached_spec
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Reset the environment and restart the frame history at the first frame."""
+        observation, info = self.env.reset(seed=seed, options=options)
+        frame = np.asarray(observation)  # (H, W, C); typed loosely by gymnasium's Wrapper.env
+        self._history.reset(frame[None])
+        goal = None
+        if self.goal:
+            goal = _goal_frames(info, str(self._source_env))[None]
+            if self._frame_transform is not None:
+                goal = self._frame_transform(goal[0])[None]
+        return self._observation(frame, goal), info
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the environment and append its frame to the history."""
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        frame = np.asarray(observation)  # (H, W, C)
+        self._history.push(frame[None])
+        return self._observation(frame), reward, terminated, truncated, info
+
+    def _observation(self, frame: np.ndarray, goal_frame: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Encode the history (and a new goal frame [1, H, W, C], in the same call) into the observation."""
+        clips = self._history.clips()
+        if goal_frame is not None:  # the goal as a clip of one still frame
+            clips = np.concatenate([clips, np.repeat(goal_frame[:, None], self.view.window, axis=1)])
+        latents = self.view.encode(clips)  # (1 or 2, K, D)
+        if goal_frame is not None:
+            self._goal_latent = self._shape(latents[1]).copy()
+        obs = {"latent": self._shape(latents[0])}
+        if self.pixels:
+            obs["pixels"] = frame
+        if self._goal_latent is not None:
+            obs["goal_latent"] = self._goal_latent.copy()
+        return obs
+
+    def _shape(self, latent: np.ndarray) -> np.ndarray:
+        return latent.reshape(-1) if self.flatten else latent
+
+
+# --- the vector wrapper ------------------------------------------------------------------------------
+class VectorLatentObservationWrapper(VectorWrapper):
+    """`LatentObservationWrapper` for a vector environment: every sub-environment encoded in one batch.
+
+    The sub-environments must observe uint8 images [H, W, C]; one that renders instead is built with
+    ``gymnasium.make_vec(env_id, n, vectorization_mode="sync", render_mode="rgb_array", wrappers=[pixel_env])``.
+    Autoreset (``NEXT_STEP``, gymnasium's default, or ``DISABLED`` with ``reset_mask``) restarts the
+    history of exactly the sub-environments that reset. Arguments as for `LatentObservationWrapper`.
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        model: ModelSource,
+        *,
+        resize: bool | None = None,
+        flatten: bool = True,
+        pixels: bool = False,
+        goal: bool = False,
+        device: str = "cpu",
+    ) -> None:
+        self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            raise ValueError(
+                "VectorLatentObservationWrapper supports autoreset_mode NEXT_STEP (the default) or DISABLED, "
+                "not SAME_STEP (its final observations sit in infos, unencoded)"
+            )
+        self.view = encoder_view(model, device)
+        if not is_image_space(env.single_observation_space):
+            raise ValueError(
+                f"VectorLatentObservationWrapper needs sub-environments that observe uint8 images [H, W, C], got "
+                f"{env.single_observation_space}; build one that renders with gymnasium.make_vec(env_id, num_envs, "
+                "vectorization_mode='sync', render_mode='rgb_array', wrappers=[envs.latent.pixel_env])"
+            )
+        frames = frame_space(env)
+        check_frames_fit(frames.shape, self.view)
+        self._frame_transform: Callable[[np.ndarray], np.ndarray] | None = None
+        if _wants_resize(frames.shape, self.view.image_size, resize):
+            env = vector_wrappers.ResizeObservation(env, (self.view.image_size, self.view.image_size))
+            self._frame_transform = env.wrapper.observation
+        super().__init__(env)
+        self.flatten, self.pixels, self.goal = flatten, pixels, goal
+        self.single_observation_space = _observation_space(self.view, frame_space(env), flatten, pixels, goal)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self._history = FrameHistory(self.num_envs, self.view.window, frame_space(env).shape)
+        self._goal_latents: np.ndarray | None = None
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Reset (the sub-environments in ``options["reset_mask"]``, or all) and restart their histories."""
+        mask = None if options is None else options.get("reset_mask")
+        mask = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        # sync and async vector envs take a seed per sub-environment as well
+        frames, infos = self.env.reset(seed=seed, options=options)  # type: ignore[arg-type]
+        self._history.reset(frames, mask)
+        self._needs_reset[mask] = False
+        return self._observations(frames, infos, mask), infos
+
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every sub-environment; those that ended on the last step come back reset (``NEXT_STEP``)."""
+        frames, rewards, terminations, truncations, infos = self.env.step(actions)
+        restarted = self._needs_reset.copy()
+        self._history.push(frames)
+        if restarted.any():
+            self._history.reset(frames, restarted)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._needs_reset = np.logical_or(terminations, truncations)
+        return self._observations(frames, infos, restarted), rewards, terminations, truncations, infos
+
+    def _observations(
+        self, frames: np.ndarray, infos: dict[str, Any], restarted: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Encode all histories, and the goal frames of the restarted sub-environments, in one call."""
+        clips = self._history.clips()  # (N, window, H, W, C)
+        new_goals = self.goal and bool(restarted.any())
+        if new_goals:
+            goal_clips = np.repeat(self._goal_frames(infos, restarted)[:, None], self.view.window, axis=1)
+            clips = np.concatenate([clips, goal_clips])
+        latents = self.view.encode(clips)  # (N [+ restarted], K, D)
+        if new_goals:
+            if self._goal_latents is None:
+                self._goal_latents = np.zeros((self.num_envs, self.view.k, self.view.d), dtype=np.float32)
+            self._goal_latents[restarted] = latents[self.num_envs :]
+        obs = {"latent": self._shape(latents[: self.num_envs])}
+        if self.pixels:
+            obs["pixels"] = frames
+        if self._goal_latents is not None:
+            obs["goal_latent"] = self._shape(self._goal_latents.copy())
+        return obs
+
+    def _goal_frames(self, infos: dict[str, Any], restarted: np.ndarray) -> np.ndarray:
+        """Goal frames [R, H, W, C] of the restarted sub-environments (resized as the observations are)."""
+        goals = _goal_frames(infos, str(self.env))
+        given = np.asarray(infos.get("_goal_frame", np.ones(self.num_envs, dtype=bool)))
+        if not given[restarted].all():
+            raise ValueError(
+                f"goal=True, but sub-environments {np.flatnonzero(restarted & ~given).tolist()} reset without info['goal_frame']"
+            )
+        goals = goals[restarted]
+        if self._frame_transform is not None:
+            goals = np.stack([self._frame_transform(g) for g in goals])
+        return goals
+
+    def _shape(self, latents: np.ndarray) -> np.ndarray:
+        return latents.reshape(latents.shape[0], -1) if self.flatten else latents
