@@ -3,7 +3,7 @@
 # import layers of DESIGN.md, run the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet torch==2.13.0 -e ".[dev]"
+python -m pip install --quiet torch==2.13.0 -e ".[dev,pusht]"
 python -m ruff check .
 lint-imports
 python -m pytest -q "$@"

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import decord
 import einops
 import imageio.v2 as imageio
 import numpy as np
@@ -59,7 +58,17 @@ DECORD_BAD_WIDTHS = frozenset({1, 2, 3, 4, 6, 8, 12, 16, 24, 48, 72})
 """Output widths at which decord 0.6 fails to copy a frame (checked for every width up to 1099)."""
 
 NPZ_LOAD_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
-VIDEO_LOAD_ERRORS = (decord.DECORDError, RuntimeError, OSError)
+def decord_module():  # noqa: ANN201
+    """decord, imported on first use: it bundles an old zlib that, once loaded, breaks PNG reading in
+    pygame (used by gymnasium's classic-control renderers), so only code that decodes video loads it."""
+    import decord
+
+    return decord
+
+
+def video_load_errors() -> tuple[type[BaseException], ...]:
+    """Errors of opening or decoding a video (decord's own among them)."""
+    return (decord_module().DECORDError, RuntimeError, OSError)
 _NAME = re.compile(r"^episode_(\d{6,})$")
 _TEMP_SUFFIXES = (".tmp.mp4", ".tmp.npz", ".json.tmp")
 
@@ -418,6 +427,7 @@ class EpisodeVideo:
         self._crop = slice(None) if at_decode else slice(0, self.width)
         self._resize_after = None if at_decode else size_hw
         kwargs = {"height": size_hw[0], "width": size_hw[1]} if at_decode and size_hw else {}
+        decord = decord_module()
         self.reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1, **kwargs)
 
     def __len__(self) -> int:

@@ -28,11 +28,11 @@ from torch.utils.data import Dataset
 
 from wm.episodes import (
     NPZ_LOAD_ERRORS,
-    VIDEO_LOAD_ERRORS,
     EpisodeVideo,
     actions_to_float,
     load_episode,
     read_manifest,
+    video_load_errors,
 )
 
 MAX_OPEN_READERS = 64
@@ -113,7 +113,7 @@ class RolloutClips(Dataset):
         video_path = self.root / entry["files"]["video"]
         try:
             num_frames = len(EpisodeVideo(video_path, self.manifest))
-        except VIDEO_LOAD_ERRORS as e:
+        except video_load_errors() as e:
             self._skip(video_path, e)
             return None
         if num_frames != entry["num_frames"]:
