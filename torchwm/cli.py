@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from wm.config import PRESETS, JEPAConfig, read_config_file
@@ -57,14 +59,40 @@ def config_from_args(args: argparse.Namespace) -> JEPAConfig:
     return JEPAConfig.from_dict(data)
 
 
+@contextlib.contextmanager
+def torchrun_process_group() -> Iterator[int]:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) join the process group for the block,
+    NCCL on GPUs (one per ``LOCAL_RANK``) and gloo on CPUs; yields this process's rank (0 without torchrun).
+
+    The trainer sees the group and wraps the model in DDP; the group is left again at the end.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        yield dist.get_rank() if dist.is_initialized() else 0
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        yield dist.get_rank()
+        dist.barrier()  # no rank leaves while rank 0 still writes the final checkpoint
+    finally:
+        dist.destroy_process_group()
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from wm.trainer import JEPAAgent
 
-    summary = JEPAAgent(config_from_args(args)).train()
-    print(
-        f"done: {summary.steps} steps, final loss {summary.final_loss:.4f}, "
-        f"{summary.clips_per_s:.1f} clips/s; checkpoint {summary.checkpoint}"
-    )
+    cfg = config_from_args(args)  # a bad value fails here, before any process group is joined
+    with torchrun_process_group() as rank:
+        summary = JEPAAgent(cfg).train()
+    if rank == 0:
+        print(
+            f"done: {summary.steps} steps, final loss {summary.final_loss:.4f}, "
+            f"{summary.clips_per_s:.1f} clips/s; checkpoint {summary.checkpoint}"
+        )
     return 0
 
 
@@ -140,11 +168,98 @@ def _cmd_bench_planning(args: argparse.Namespace) -> int:
         reset_options=options,
         planners=tuple(args.planners),
         horizon=args.horizon,
+        action_repeat=args.action_repeat,
         gifs=args.gifs,
     )
     run_planning_benchmark(args.checkpoint, args.out, cfg)
     print(f"results in {args.out}/planning.json")
     return 0
+
+
+def _cmd_train_policy(args: argparse.Namespace) -> int:
+    from agents.policy_config import PolicyTrainingConfig
+    from agents.train_policy import train_policy
+
+    names = {f.name for f in dataclasses.fields(PolicyTrainingConfig)}
+    result = train_policy(PolicyTrainingConfig.from_dict({k: v for k, v in vars(args).items() if k in names}))
+    print(
+        f"policy: {result.policy} ({result.timesteps} timesteps, {result.real_env_steps} real env steps, "
+        f"{result.seconds:.0f} s)"
+    )
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from wm.features import export_features
+
+    features = export_features(args.checkpoint, args.data, args.out, kind=args.kind, data_kind=args.data_kind,
+                               batch_size=args.batch_size, device=args.device, progress=args.progress)
+    print(f"wrote {args.kind} features of {len(features)} items of {args.data} to {args.out}")
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from wm.features import FeatureSet
+    from wm.probes import ProbeConfig, probe_checkpoint, run_probes
+
+    names = {f.name for f in dataclasses.fields(ProbeConfig)}
+    cfg = ProbeConfig.from_dict({k: v for k, v in vars(args).items() if k in names})
+    if args.features:
+        results = run_probes(FeatureSet.load(args.features), cfg)
+    elif args.checkpoint and args.data:
+        results = probe_checkpoint(args.checkpoint, args.data, cfg, args.data_kind, args.encode_batch_size,
+                                   progress=args.progress)
+    else:
+        raise ValueError("give --features FILE.npz (from `torchwm features`), or --checkpoint DIR and --data DIR")
+    report = json.dumps({kind: r.to_dict() for kind, r in results.items()}, indent=2)
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report + "\n")
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from wm.finetune import FinetuneConfig, Finetuner
+
+    names = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    summary = Finetuner(FinetuneConfig.from_dict({k: v for k, v in vars(args).items() if k in names})).run()
+    print(f"done: {summary.steps} steps, held-out top-1 accuracy {summary.accuracy:.3f} "
+          f"({summary.num_held_out} items); checkpoint {summary.checkpoint}")
+    return 0
+
+
+def _add_downstream_commands(sub: Any) -> None:
+    """``features``, ``probe`` and ``finetune``: a pretrained encoder on a labelled image or video folder."""
+    from wm.finetune import FinetuneConfig
+    from wm.probes import ProbeConfig
+
+    data_kinds = ["auto", "imagefolder", "video"]
+    f = sub.add_parser("features", help="export a checkpoint's frozen features of a folder to .npz")
+    f.add_argument("--checkpoint", required=True, help="JEPA (or fine-tuned classifier) checkpoint or run directory")
+    f.add_argument("--data", required=True, help="folder of images or videos, one sub-folder per class")
+    f.add_argument("--out", required=True, help="the .npz to write (pooled, patch, paths, starts, labels, classes)")
+    f.add_argument("--kind", default="both", choices=["pooled", "patch", "both"], help="which features to keep")
+    f.add_argument("--data-kind", default="auto", choices=data_kinds, help="auto: videos if the folder has any")
+    f.add_argument("--batch-size", type=int, default=32, help="items encoded at once")
+    f.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    f.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bar")
+    f.set_defaults(func=_cmd_features)
+    p = sub.add_parser("probe", help="linear and attentive probes of a frozen encoder (held-out top-1 accuracy)")
+    p.add_argument("--checkpoint", help="JEPA checkpoint or run directory (with --data)")
+    p.add_argument("--data", help="folder of images or videos, one sub-folder per class (with --checkpoint)")
+    p.add_argument("--features", help="a .npz from `torchwm features`, instead of --checkpoint and --data")
+    p.add_argument("--data-kind", default="auto", choices=data_kinds, help="auto: videos if the folder has any")
+    p.add_argument("--encode-batch-size", type=int, default=32, help="items encoded at once")
+    p.add_argument("--out", help="also write the results to this JSON file")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bar")
+    add_config_arguments(p, ProbeConfig)
+    p.set_defaults(func=_cmd_probe)
+    t = sub.add_parser("finetune", help="fine-tune a pretrained encoder with a classification head")
+    add_config_arguments(t, FinetuneConfig)
+    t.set_defaults(func=_cmd_finetune)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +294,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_arguments(w, WorldModelConfig)
     w.set_defaults(func=_cmd_train_world_model)
+    from agents.policy_config import PolicyTrainingConfig
+
+    tp = sub.add_parser(
+        "train-policy", help="train a stable-baselines3 policy (PPO, SAC) on latents or in the dream"
+    )
+    add_config_arguments(tp, PolicyTrainingConfig)
+    where = tp.add_mutually_exclusive_group()
+    where.add_argument(
+        "--latent",
+        dest="mode",
+        action="store_const",
+        const="latent",
+        default=argparse.SUPPRESS,
+        help="learn in the real environment seen through the encoder (--mode latent)",
+    )
+    where.add_argument(
+        "--dream",
+        dest="mode",
+        action="store_const",
+        const="dream",
+        default=argparse.SUPPRESS,
+        help="learn in the world model's dream environment (--mode dream)",
+    )
+    tp.set_defaults(func=_cmd_train_policy)
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", required=True)
     bp = bsub.add_parser("planning", help="closed-loop MPC vs random and greedy baselines")
@@ -188,11 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--max-steps", type=int, default=100)
     bp.add_argument("--seed", type=int, default=1000)
     bp.add_argument("--horizon", type=int, default=8)
+    bp.add_argument("--action-repeat", type=int, default=1, help="match the recording's --frame-skip")
     bp.add_argument("--planners", nargs="+", default=["cem", "mppi"], choices=["cem", "mppi"])
     bp.add_argument("--different-rooms", action=argparse.BooleanOptionalAction, default=True)
     bp.add_argument("--gifs", type=int, default=2)
     bp.add_argument("--out", default="runs/bench_planning")
     bp.set_defaults(func=_cmd_bench_planning)
+    _add_downstream_commands(sub)
     return parser
 
 
