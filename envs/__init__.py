@@ -10,9 +10,12 @@ from envs.point_mass import PointMassEnv
 from envs.two_rooms import TwoRoomsEnv
 
 if TYPE_CHECKING:
+    from envs.dream import LatentDreamEnv, LatentDreamVectorEnv
     from envs.latent import LatentObservationWrapper, VectorLatentObservationWrapper, pixel_env
 
 __all__ = [
+    "LatentDreamEnv",
+    "LatentDreamVectorEnv",
     "LatentObservationWrapper",
     "PointMassEnv",
     "TwoRoomsEnv",
@@ -26,6 +29,7 @@ _LAZY = {
 }
 """Names imported on first use: they need torch, which `gymnasium.make` of a built-in env (in every
 worker of an async vector env) should not have to import."""
+_LAZY.update({name: "envs.dream" for name in ("LatentDreamEnv", "LatentDreamVectorEnv")})
 
 
 def __getattr__(name: str) -> object:

@@ -1,0 +1,187 @@
+"""Training stable-baselines3 policies on a world model's latents: in the real environment, or in the dream.
+
+    latent mode: real env --VectorLatentObservationWrapper--> latents --SB3VecEnv--> PPO / SAC
+    dream mode:  start latents (recorded frames, or random steps of the real env) --LatentDreamVectorEnv--> PPO / SAC
+
+Either way the policy observes what `envs.latent.LatentObservationWrapper` gives (the flat latent, with the
+goal latent in goal mode), so `agents.sb3.LatentPolicyPrior` runs it on pixels, and an `EvalCallback`
+evaluates it in the real environment during training. Written to ``cfg.out``: ``policy.zip`` (the final
+policy), ``best/best_model.zip`` and ``eval/evaluations.npz`` (the EvalCallback's), ``tb/`` (TensorBoard)
+and ``summary.json`` (the config, the real environment steps used, the wall-clock time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor
+
+from agents.policy_config import PolicyTrainingConfig
+from agents.vec_env import SB3VecEnv, latent_vector_env
+from envs.dream import LatentDreamVectorEnv
+from wm.wm_trainer import load_world_model
+from wm.world_model import WorldModel
+
+__all__ = [
+    "PolicyTrainingResult",
+    "build_algorithm",
+    "collect_start_latents",
+    "dream_horizon",
+    "train_policy",
+]
+
+
+@dataclass
+class PolicyTrainingResult:
+    """What a finished run reports (also in ``summary.json``)."""
+
+    policy: str
+    """Path of the saved SB3 model (``policy.zip``)."""
+    timesteps: int
+    """Timesteps learned (real in latent mode, imagined in dream mode)."""
+    real_env_steps: int
+    """Real environment steps spent on training (evaluation excluded): the timesteps in latent mode, the
+    random steps that gave the start latents in dream mode (0 with recorded episodes)."""
+    seconds: float
+    """Wall-clock time of the whole run (collection, learning, evaluation)."""
+
+
+def real_env(cfg: PolicyTrainingConfig, model: WorldModel, num_envs: int) -> VecEnv:
+    """The real environment seen through the model's encoder, for SB3, with episode statistics."""
+    kwargs = {"max_episode_steps": cfg.max_episode_steps} if cfg.max_episode_steps else {}
+    return VecMonitor(
+        latent_vector_env(
+            cfg.env, model, num_envs, goal=cfg.goal, reset_options=cfg.reset_options_dict, env_kwargs=kwargs
+        )
+    )
+
+
+def dream_horizon(cfg: PolicyTrainingConfig) -> int:
+    """Dream episode length: ``max_episode_steps``, else the real environment's registered limit, else 100."""
+    if cfg.max_episode_steps:
+        return cfg.max_episode_steps
+    registered = gym.spec(cfg.env).max_episode_steps
+    return registered or 100
+
+
+def collect_start_latents(env: VecEnv, steps: int, seed: int, k: int, d: int) -> np.ndarray:
+    """Latents ``[N, K, D]`` of about ``steps`` steps of uniformly random actions in ``env`` (N >= steps)."""
+    env.seed(seed)
+    env.action_space.seed(seed)
+    obs = env.reset()
+    latents = []
+    for _ in range(-(-steps // env.num_envs)):
+        latents.append(obs["latent"] if isinstance(obs, dict) else obs)
+        actions = np.stack([env.action_space.sample() for _ in range(env.num_envs)])
+        obs, _, _, _ = env.step(actions)
+    flat = np.concatenate(latents)  # (N, K * D)
+    return flat.reshape(len(flat), k, d).astype(np.float32)
+
+
+def dream_env(
+    cfg: PolicyTrainingConfig, model: WorldModel, starts: Any, action_space: spaces.Space
+) -> VecEnv:
+    """``cfg.num_envs`` dream environments in one batched model call, for SB3, with episode statistics."""
+    dream = LatentDreamVectorEnv(
+        cfg.num_envs,
+        model,
+        starts,
+        horizon=dream_horizon(cfg),
+        reward=cfg.dream_reward,
+        goal=cfg.goal,
+        context=cfg.dream_context,
+        action_space=action_space if isinstance(action_space, spaces.Box) else None,
+        device=cfg.device,
+        autoreset_mode=AutoresetMode.SAME_STEP,
+    )
+    return VecMonitor(SB3VecEnv(dream))
+
+
+def build_algorithm(cfg: PolicyTrainingConfig, env: VecEnv, tensorboard_log: str | None) -> BaseAlgorithm:
+    """PPO or SAC with an MLP (``MultiInputPolicy`` for Dict observations) of ``net_depth`` x ``net_width``."""
+    policy = "MultiInputPolicy" if isinstance(env.observation_space, spaces.Dict) else "MlpPolicy"
+    common: dict[str, Any] = {
+        "learning_rate": cfg.learning_rate,
+        "gamma": cfg.gamma,
+        "batch_size": cfg.batch_size,
+        "policy_kwargs": {"net_arch": [cfg.net_width] * cfg.net_depth},
+        "tensorboard_log": tensorboard_log,
+        "seed": cfg.seed,
+        "device": cfg.device,
+        "verbose": cfg.verbose,
+    }
+    if cfg.algo == "ppo":
+        return PPO(policy, env, n_steps=cfg.n_steps, n_epochs=cfg.n_epochs, **common)
+    if not isinstance(env.action_space, spaces.Box):
+        raise ValueError(f"SAC needs a continuous (Box) action space; {cfg.env} has {env.action_space}")
+    return SAC(policy, env, learning_starts=cfg.learning_starts, buffer_size=cfg.buffer_size, **common)
+
+
+def train_policy(cfg: PolicyTrainingConfig, model: WorldModel | None = None) -> PolicyTrainingResult:
+    """Train a policy as ``cfg`` says and save it; ``model`` (else loaded from ``cfg.checkpoint``) gives the latents.
+
+    Sets torch's CPU threads to ``cfg.threads`` (when above 0) for the process.
+    """
+    cfg.validate()
+    start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if model is None:
+        model = load_world_model(cfg.checkpoint, cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env, real_steps = _training_env(cfg, model)
+    algo = build_algorithm(cfg, env, str(out / "tb") if cfg.tensorboard else None)
+    callback = None
+    if cfg.eval_freq:
+        callback = EvalCallback(
+            real_env(cfg, model, 1),
+            n_eval_episodes=cfg.eval_episodes,
+            eval_freq=max(1, cfg.eval_freq // cfg.num_envs),
+            log_path=str(out / "eval"),
+            best_model_save_path=str(out / "best"),
+            deterministic=True,
+            verbose=cfg.verbose,
+        )
+    algo.learn(
+        cfg.steps, callback=callback, progress_bar=cfg.progress_bar, tb_log_name=f"{cfg.algo}_{cfg.mode}"
+    )
+    path = out / "policy.zip"
+    algo.save(path)
+    env.close()
+    if cfg.mode == "latent":
+        real_steps = int(algo.num_timesteps)
+    result = PolicyTrainingResult(str(path), int(algo.num_timesteps), real_steps, time.perf_counter() - start)
+    summary = {"config": dataclasses.asdict(cfg), **dataclasses.asdict(result)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return result
+
+
+def _training_env(cfg: PolicyTrainingConfig, model: WorldModel) -> tuple[VecEnv, int]:
+    """The environment to learn in, and the real steps spent to build it."""
+    real = real_env(cfg, model, cfg.num_envs)
+    if cfg.mode == "latent":
+        return real, 0
+    starts: str | np.ndarray
+    if cfg.dream_starts:
+        starts, steps = cfg.dream_starts, 0
+    else:
+        k, d = model.k, model.spec.latent_dim
+        starts = collect_start_latents(real, cfg.dream_start_steps, cfg.seed, k, d)
+        steps = len(starts)
+    action_space = real.action_space
+    real.close()
+    return dream_env(cfg, model, starts, action_space), steps
