@@ -116,6 +116,8 @@ class MPCAgent:
         Environments whose goal changed lose their warm start and replan at the next step.
         """
         frames, _ = _as_frame_batch(goal_frames, "goal_frames")
+        if self.prior_policy is not None and hasattr(self.prior_policy, "set_goal"):
+            self.prior_policy.set_goal(goal_frames)  # a goal-conditioned prior needs the same goal
         previous = self._goal_frames
         if previous is not None and previous.shape == frames.shape and np.array_equal(previous, frames):
             return
