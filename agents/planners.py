@@ -466,8 +466,13 @@ def _as_bounds(
         raise ValueError(
             f"action_low and action_high must match, got {tuple(low_t.shape)} and {tuple(high_t.shape)}"
         )
-    if not (torch.isfinite(low_t).all() and torch.isfinite(high_t).all()):
-        raise ValueError(f"action bounds must be finite, got low={low_t.tolist()} high={high_t.tolist()}")
+    if low_t.numel() == 0:
+        raise ValueError("action_low and action_high must have one entry per action dimension, got none")
+    if not torch.isfinite(torch.cat([low_t, high_t, high_t - low_t])).all():
+        raise ValueError(
+            f"action bounds must be finite (and so must high - low in float32), got low={low_t.tolist()} "
+            f"high={high_t.tolist()}"
+        )
     if not (low_t < high_t).all():
         raise ValueError(f"action_low must be < action_high, got low={low_t.tolist()} high={high_t.tolist()}")
     return low_t, high_t

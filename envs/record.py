@@ -97,7 +97,10 @@ def _env_factory(
 ) -> tuple[Callable[[], gymnasium.Env], bool]:
     """(factory, whether record owns and may vectorise and close the envs it makes)."""
     if isinstance(env, str):
-        gymnasium.spec(env)  # an unknown id fails here, with gymnasium's own suggestions
+        try:
+            gymnasium.spec(env)
+        except gymnasium.error.Error as err:  # an unknown id, with gymnasium's own suggestions
+            raise ValueError(f"cannot record env {env!r}: {err}") from err
         return functools.partial(_make_by_id, env), True
     if isinstance(env, gymnasium.Env):
         return (lambda: env), False

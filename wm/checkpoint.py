@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -107,21 +108,38 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """The raw ``config.json`` of a checkpoint, with its format version checked."""
-    data = json.loads((Path(path) / CONFIG_FILE).read_text())
+    """The raw ``config.json`` of a checkpoint, format version checked; a bad file raises `ValueError` naming it."""
+    file = Path(path) / CONFIG_FILE
+    try:
+        data = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{file} is not valid JSON ({err}); a checkpoint's {CONFIG_FILE} is written by torchwm"
+        ) from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{file} must hold a JSON object, got {type(data).__name__}")
     version = data.pop("format_version", None)
     if version != CONFIG_FORMAT_VERSION:
-        raise ValueError(f"checkpoint {path} has format_version {version}; this code reads {CONFIG_FORMAT_VERSION}")
+        raise ValueError(f"{file} has format_version {version!r}; this code reads {CONFIG_FORMAT_VERSION}")
     return data
 
 
 def jepa_config_of(path: str | Path) -> JEPAConfig:
+    """The `JEPAConfig` of a checkpoint; an unknown or invalid field raises `ValueError` naming the file."""
     data = read_config(path)
-    return JEPAConfig.from_dict(data.get("jepa", data))
+    try:
+        return JEPAConfig.from_dict(data.get("jepa", data))
+    except ValueError as err:
+        raise ValueError(f"{Path(path) / CONFIG_FILE}: {err}") from err
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    return load_file(str(Path(path) / WEIGHTS_FILE))
+    """The tensors of ``model.safetensors`` (safetensors holds no code, so nothing is ever unpickled)."""
+    file = Path(path) / WEIGHTS_FILE
+    try:
+        return load_file(str(file))
+    except SafetensorError as err:
+        raise ValueError(f"{file} is not a readable safetensors file ({err})") from err
 
 
 def load_trainer_state(path: str | Path) -> dict[str, Any] | None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from torch.utils.data import Dataset
 
 from wm.config import JEPAConfig
@@ -73,11 +75,12 @@ def _class_files(folder: Path, extensions: tuple[str, ...]) -> tuple[list[Path],
     """Files under ``folder`` (class sub-folders as torchvision lays them out, or flat), with labels."""
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder {folder} does not exist (set root_path / image_folder)")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    # A directory named like a data file (``x.png/``) is not a class: it is listed with the files, to be skipped.
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.suffix.lower() not in extensions)
     files, labels = [], []
     for label, name in enumerate(classes or ["."]):
         for f in sorted((folder / name).iterdir() if classes else folder.iterdir()):
-            if f.is_file() and f.suffix.lower() in extensions:
+            if f.suffix.lower() in extensions:
                 files.append(f)
                 labels.append(label)
     return files, labels, classes
@@ -98,7 +101,9 @@ class ImageFolder(Dataset):
         files, labels, self.classes = _class_files(self.folder, IMAGE_EXTENSIONS)
         self.items = []
         for f, label in zip(files, labels):
-            if f.stat().st_size == 0:
+            if not f.is_file():
+                _skip(self, f, "not a regular file")
+            elif f.stat().st_size == 0:
                 _skip(self, f, "empty file")
             else:
                 self.items.append((f, label))
@@ -149,6 +154,9 @@ class VideoFolder(Dataset):
         span = (num_frames - 1) * frame_step + 1
         self.clips: list[tuple[Path, int, int]] = []
         for f, label in zip(files, labels):
+            if not f.is_file():
+                _skip(self, f, "not a regular file")
+                continue
             length = self._length(f)
             if length is None:
                 continue
@@ -177,17 +185,48 @@ class VideoFolder(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         import decord
 
-        path, start, label = self.clips[index]
+        # A file that opened but fails to decode (cut short after its index, say) is skipped (warned once) and
+        # the next readable clip is used instead.
+        for offset in range(len(self.clips)):
+            path, start, label = self.clips[(index + offset) % len(self.clips)]
+            if str(path) in self.skipped:
+                continue
+            try:
+                return {"frames": self._decode(path, start), "label": label}
+            except (decord.DECORDError, RuntimeError, OSError) as err:
+                self._readers.pop(path, None)
+                _skip(self, path, f"cannot decode video ({str(err).splitlines()[0][:200]})")
+        raise ValueError(f"no readable video clip left in {self.folder}")
+
+    def _decode(self, path: Path, start: int) -> torch.Tensor:
+        """uint8 frames [T, image_size, image_size, C] of the clip starting at frame ``start`` of ``path``."""
+        import decord
+
+        width = _decord_width(self.size)
         reader = self._readers.get(path)
         if reader is None:  # opened lazily: decord readers cannot be pickled into workers
-            reader = decord.VideoReader(str(path), width=self.size, height=self.size, num_threads=1)
+            reader = decord.VideoReader(str(path), width=width, height=self.size, num_threads=1)
             self._readers[path] = reader
         idx = list(range(start, start + self.num_frames * self.frame_step, self.frame_step))
-        frames = torch.from_numpy(reader.get_batch(idx).asnumpy())
-        return {"frames": frames, "label": label}
+        frames = torch.from_numpy(reader.get_batch(idx).asnumpy())  # (T, size, width, C)
+        if width == self.size:
+            return frames
+        x = F.interpolate(rearrange(frames, "t h w c -> t c h w").float(), size=(self.size, self.size),
+                          mode="bilinear", antialias=True, align_corners=False)  # fmt: skip
+        return rearrange(x.round().clamp(0, 255).to(torch.uint8), "t c h w -> t h w c")
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_readers": {}}
+
+
+def _decord_width(size: int) -> int:
+    """The output width to ask decord for: ``size``, or the next one that decord 0.6 can copy (dmlc/decord#336)."""
+    from wm.episodes import DECORD_BAD_WIDTHS
+
+    width = size
+    while width in DECORD_BAD_WIDTHS:
+        width += 1
+    return width
 
 
 def build_dataset(cfg: JEPAConfig, seed_offset: int = 0) -> Dataset:

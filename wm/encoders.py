@@ -28,8 +28,8 @@ def prepare_frames(frames: torch.Tensor, image_size: int) -> torch.Tensor:
     The model owns resizing and normalisation, so every caller hands it frames as environments and
     decoders give them.
     """
-    if frames.ndim != 5:
-        raise ValueError(f"expected uint8 frames [B, T, H, W, C], got shape {tuple(frames.shape)}")
+    if frames.ndim != 5 or frames.numel() == 0:
+        raise ValueError(f"expected non-empty uint8 frames [B, T, H, W, C], got shape {tuple(frames.shape)}")
     if frames.dtype != torch.uint8:
         raise TypeError(f"expected uint8 frames (0..255), got dtype {frames.dtype}")
     b = frames.shape[0]

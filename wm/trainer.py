@@ -206,7 +206,7 @@ class _Loop:
             self.step += 1
             clips_seen += self.global_batch
             rate = clips_seen / (time.perf_counter() - t0)
-            last = {"loss": out.loss.item(), **{f"loss/{k}": v.item() for k, v in out.terms.items()}}
+            last = self._mean_over_ranks({"loss": out.loss, **{f"loss/{k}": v for k, v in out.terms.items()}})
             monitor = out.monitor or monitor
             if monitor_now:
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -242,6 +242,14 @@ class _Loop:
             if summary.skipped_files:
                 print(f"skipped {len(summary.skipped_files)} unreadable file(s): {summary.skipped_files[:5]}")
         return summary
+
+    def _mean_over_ranks(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Loss terms as floats, averaged over the ranks: the global batch's, as one process would log them."""
+        stacked = torch.stack([v.detach().float() for v in values.values()])
+        if self.ddp.on:
+            dist.all_reduce(stacked)
+            stacked /= self.ddp.world
+        return dict(zip(values, stacked.tolist()))
 
     def _batches(self) -> Iterator[dict[str, Any]]:
         """Batches from the current step to the end: each epoch is a permutation seeded by (seed, epoch)."""

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from wm.checkpoint import (
+    CONFIG_FILE,
     jepa_config_of,
     latest_checkpoint,
     load_state_checked,
@@ -165,9 +166,14 @@ def load_world_model(path: str | Path, device: str = "cpu") -> WorldModel:
     raw = read_config(ckpt)
     if raw.get("kind") != "world_model":
         raise ValueError(f"{ckpt} holds a {raw.get('kind', 'unknown')!r} checkpoint, not a world model")
-    model = WorldModel(
-        JEPAConfig.from_dict(raw["jepa"]), WorldModelSpec(**raw["spec"]), bool(raw["train"]["freeze_encoder"])
-    )
+    try:
+        jepa_cfg, spec = JEPAConfig.from_dict(raw["jepa"]), WorldModelSpec(**raw["spec"])
+        freeze = bool(raw["train"]["freeze_encoder"])
+    except (KeyError, TypeError, ValueError) as err:  # a missing section, an unknown or invalid field
+        raise ValueError(
+            f"{ckpt / CONFIG_FILE} does not describe a world model this code builds ({type(err).__name__}: {err})"
+        ) from err
+    model = WorldModel(jepa_cfg, spec, freeze)
     load_state_checked(model, load_weights(ckpt), ckpt)
     return model.to(resolve_device(device)).eval()
 

@@ -175,9 +175,17 @@ class WorldModel(nn.Module):
     def to_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Actions as the model sees them: float [.., A]; discrete choices [..] become one-hot."""
         if self.spec.discrete_actions:
-            if actions.dtype.is_floating_point and actions.shape[-1:] == (self.spec.action_dim,):
+            n = self.spec.action_dim
+            if actions.dtype.is_floating_point and actions.shape[-1:] == (n,):
                 return actions
-            return F.one_hot(actions.long(), self.spec.action_dim).float()
+            index = actions.long()
+            whole = torch.equal(index.to(actions.dtype), actions)  # no fractional choice
+            if index.numel() and not (whole and 0 <= index.min() and index.max() < n):
+                raise ValueError(
+                    f"expected discrete actions as indices in [0, {n}) or one-hot [..., {n}], got shape "
+                    f"{tuple(actions.shape)} with values in [{actions.min().item()}, {actions.max().item()}]"
+                )
+            return F.one_hot(index, n).float()
         if actions.shape[-1] != self.spec.action_dim:
             raise ValueError(
                 f"expected actions [..., {self.spec.action_dim}], got shape {tuple(actions.shape)}"

@@ -1,0 +1,128 @@
+"""Surviving SIGKILL: a real ``python -m torchwm pretrain`` killed after its first checkpoint and started again
+with the same command ends with the weights of an uninterrupted run, never picking up a half-written checkpoint;
+a ``torchwm record`` killed mid-run leaves an episode directory that reads cleanly and can be appended to."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tests.scale.tiny import (
+    TINY_PRETRAIN,
+    assert_same_weights,
+    child_env,
+    run_torchwm,
+    torchwm_command,
+    wait_for,
+)
+from torchwm.cli import main
+from wm.checkpoint import WEIGHTS_FILE, latest_checkpoint, list_checkpoints
+from wm.episodes import read_manifest
+from wm.rollouts import RolloutClips
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+
+STEPS = 12
+
+
+def pretrain_args(out: Path) -> list[str]:
+    return [
+        "pretrain", *TINY_PRETRAIN, "--batch-size", "2", "--max-steps", str(STEPS), "--epochs", "100", "--checkpoint-interval", "2",
+        "--log-interval", "1", "--output-dir", str(out),
+    ]  # fmt: skip
+
+
+def logged_losses(run: Path) -> dict[int, float]:
+    with open(run / "log.csv", newline="") as f:
+        return {int(row["step"]): float(row["loss"]) for row in csv.DictReader(f)}
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the process (no handler, no cleanup), then whatever it started (an orphaned ffmpeg, say)."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, f"the process had already ended with {proc.returncode}"
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what it started
+    except ProcessLookupError:
+        pass
+
+
+def test_pretrain_killed_after_a_checkpoint_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    assert main(pretrain_args(reference)) == 0
+    final = Path("checkpoints") / f"step_{STEPS:08d}"
+
+    proc = subprocess.Popen(
+        torchwm_command(*pretrain_args(run)), cwd=tmp_path, env=child_env(), start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    wait_for(lambda: list_checkpoints(run), proc)
+    kill(proc)
+    killed_at = latest_checkpoint(run)
+    assert killed_at is not None and killed_at.name < final.name  # killed mid-run, after a checkpoint
+    # A kill during a save leaves its temporary directory; plant one further ahead, its weights cut short.
+    partial = run / "checkpoints" / f".step_{STEPS - 1:08d}.tmp-{proc.pid}"
+    shutil.copytree(killed_at, partial, dirs_exist_ok=True)
+    (partial / WEIGHTS_FILE).write_bytes((partial / WEIGHTS_FILE).read_bytes()[:100])
+
+    resumed = run_torchwm(*pretrain_args(run), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"done: {STEPS} steps" in resumed.stdout
+    assert_same_weights(run / final / WEIGHTS_FILE, reference / final / WEIGHTS_FILE, atol=1e-6)
+    assert logged_losses(run) == pytest.approx(
+        logged_losses(reference), abs=1e-6
+    )  # one row a step, none twice
+    assert [p.name for p in list_checkpoints(run)][-1] == final.name
+
+
+def test_record_killed_mid_run_leaves_a_readable_directory_that_record_appends_to(tmp_path: Path) -> None:
+    out = tmp_path / "episodes"
+    args = [
+        "record",
+        "--env",
+        "torchwm/TwoRooms-v0",
+        "--episodes",
+        "50",
+        "--out",
+        str(out),
+        "--num-envs",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        torchwm_command(*args), cwd=tmp_path, env=child_env(), start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+    def episodes_listed() -> int:
+        try:
+            return len(read_manifest(out)["episodes"])
+        except (FileNotFoundError, ValueError):  # not written yet
+            return 0
+
+    wait_for(episodes_listed, proc)
+    kill(proc)
+    recorded = episodes_listed()
+    assert 1 <= recorded < 50
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a skipped (corrupt or missing) episode would warn
+        clips = RolloutClips(out, num_frames=2)
+        assert len(clips.episodes) == recorded and clips.skipped == []
+        for i in (0, len(clips) - 1):
+            assert clips[i]["frames"].shape[0] == 2
+
+    more = ["record", "--env", "torchwm/TwoRooms-v0", "--episodes", "1", "--out", str(out), "--num-envs", "1"]
+    assert main([*more, "--seed", "1000", "--max-steps", "10"]) == 0
+    names = [e["name"] for e in read_manifest(out)["episodes"]]
+    assert len(names) == recorded + 1 and len(set(names)) == len(names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(RolloutClips(out, num_frames=2).episodes) == recorded + 1
