@@ -21,7 +21,10 @@ from envs.two_rooms import TwoRoomsEnv
 from wm.checkpoint import latest_checkpoint
 from wm.config import PRESETS, JEPAConfig
 from wm.data import ImageFolder, MovingShapes, VideoFolder
+from wm.features import FeatureSet, export_features, extract_features, labelled_dataset, load_encoder
+from wm.finetune import Classifier, FinetuneConfig, Finetuner, FinetuneSummary, load_classifier
 from wm.jepa import JEPA
+from wm.probes import ProbeConfig, ProbeResult, fit_probe, probe_checkpoint, run_probes, split_held_out
 from wm.rollouts import RolloutClips
 from wm.trainer import JEPAAgent, TrainSummary
 from wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model
@@ -34,7 +37,12 @@ __all__ = [
     "PRESETS",
     "ActionRepeat",
     "CEMConfig",
+    "Classifier",
     "EvalResult",
+    "FeatureSet",
+    "FinetuneConfig",
+    "FinetuneSummary",
+    "Finetuner",
     "ImageFolder",
     "JEPAAgent",
     "JEPAConfig",
@@ -44,6 +52,8 @@ __all__ = [
     "PlanningBenchmarkConfig",
     "PlanningModel",
     "PointMassEnv",
+    "ProbeConfig",
+    "ProbeResult",
     "RandomPolicy",
     "ResetOptions",
     "RolloutClips",
@@ -55,10 +65,19 @@ __all__ = [
     "WorldModelSpec",
     "WorldModelTrainer",
     "evaluate",
+    "export_features",
+    "extract_features",
+    "fit_probe",
     "greedy_one_step",
+    "labelled_dataset",
     "latest_checkpoint",
+    "load_classifier",
+    "load_encoder",
     "load_world_model",
+    "probe_checkpoint",
     "record",
     "run_planning_benchmark",
+    "run_probes",
+    "split_held_out",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,446 @@
+"""Fine-tuning a pretrained encoder with a classification head on a labelled image or video folder.
+
+The encoder starts from a JEPA checkpoint's EMA target encoder (the one probes and `encode` use) and
+is trained end to end with a new head: AdamW with layer-wise learning-rate decay (the head and the
+last block at the full rate, each block below at ``layer_decay`` times the one above), label
+smoothing, warm-up and cosine decay, and torch-only augmentations (`wm.augment`). Accuracy is top-1
+on the same held-out split as the probes (`wm.probes.split_held_out`), which is never trained on.
+
+Runs follow pretraining's conventions: a tqdm bar, `wm.runlog.RunLog` (CSV + TensorBoard), atomic
+checkpoint directories (``config.json`` + ``model.safetensors`` + trainer state) with ``kind:
+"classifier"``, and a resume from the latest one that ends with the same weights. Data order and
+augmentations are functions of (seed, step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from wm.augment import augment_clips
+from wm.checkpoint import (
+    jepa_config_of,
+    latest_checkpoint,
+    load_state_checked,
+    load_trainer_state,
+    load_weights,
+    prune_checkpoints,
+    read_config,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from wm.config import JEPAConfig
+from wm.encoders import VisionEncoder, prepare_frames
+from wm.features import DataKind, item_records, labelled_dataset, load_encoder
+from wm.jepa import build_encoder
+from wm.probes import AttentiveHead, split_held_out
+from wm.runlog import RunLog
+from wm.schedule import warmup_cosine
+from wm.trainer import resolve_device, use_bf16
+
+HeadKind = Literal["linear", "attentive"]
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How to fine-tune a pretrained encoder on a folder of labelled images or videos."""
+
+    checkpoint: str = ""
+    """JEPA checkpoint (or run directory) whose encoder is fine-tuned."""
+    data: str = "./data/train"
+    """Folder with one sub-folder of images or videos per class."""
+    data_kind: DataKind = "auto"
+    """``auto``: videos if the folder holds any, else images."""
+    head: HeadKind = "linear"
+    """``linear``: mean-pooled tokens, a norm, a linear layer; ``attentive``: the attentive probe's head."""
+    epochs: int = 10
+    """Passes over the training split."""
+    max_steps: int = 0
+    """Stop after this many optimiser steps if > 0 (overrides ``epochs`` when smaller)."""
+    batch_size: int = 32
+    """Clips per optimiser step."""
+    learning_rate: float = 5e-4
+    """Peak AdamW learning rate of the head and the last block."""
+    min_learning_rate: float = 1e-6
+    """Learning rate at the end of the cosine decay."""
+    warmup_steps: int = 20
+    """Linear warm-up steps."""
+    weight_decay: float = 0.05
+    """AdamW weight decay (not on biases, norms, queries)."""
+    layer_decay: float = 0.75
+    """Layer-wise learning-rate decay: block i of L runs at layer_decay ** (L - i) times the head's rate."""
+    label_smoothing: float = 0.1
+    """Label smoothing of the cross-entropy."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables)."""
+    held_out: float = 0.2
+    """Fraction of each class's files held out for the accuracy (the probes' split for the same seed)."""
+    crop_scale: float = 0.6
+    """Smallest area fraction of the random resized crop (1 disables it)."""
+    flip_prob: float = 0.5
+    """Probability of a left-right mirror (0 where the label depends on horizontal direction)."""
+    color_jitter: float = 0.1
+    """Brightness/contrast/saturation factors are drawn in [1 - this, 1 + this] (0 disables)."""
+    seed: int = 0
+    """Seed of the held-out split, the head's initialisation, the batch order and the augmentations."""
+    device: str = "auto"
+    """``auto`` (CUDA if available, else CPU) or a torch device string."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    output_dir: str = "runs/finetune"
+    """Directory for checkpoints, TensorBoard events and the CSV log."""
+    log_interval: int = 10
+    """Steps between log rows."""
+    checkpoint_interval: int = 500
+    """Steps between checkpoints (one is always written at the end)."""
+    keep_checkpoints: int = 2
+    """Most recent checkpoints kept on disk."""
+    resume: bool = True
+    """Continue from the latest checkpoint in ``output_dir`` if there is one."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def validate(self) -> FinetuneConfig:
+        """Raise `ValueError` naming a bad field, its value and what is allowed."""
+        for name in ("batch_size", "log_interval", "checkpoint_interval", "keep_checkpoints"):
+            _check(self, name, getattr(self, name) > 0, "a positive integer")
+        for name in ("epochs", "max_steps", "warmup_steps", "num_workers", "weight_decay", "grad_clip"):
+            _check(self, name, getattr(self, name) >= 0, "a number >= 0")
+        _check(self, "checkpoint", bool(self.checkpoint), "a JEPA checkpoint or run directory")
+        _check(self, "epochs", self.epochs > 0 or self.max_steps > 0, "> 0, or max_steps > 0")
+        _check(self, "head", self.head in ("linear", "attentive"), "'linear' or 'attentive'")
+        _check(
+            self, "learning_rate", self.learning_rate > 0 and self.min_learning_rate >= 0, "a positive rate"
+        )
+        _check(self, "layer_decay", 0.0 < self.layer_decay <= 1.0, "a factor in (0, 1]")
+        _check(self, "label_smoothing", 0.0 <= self.label_smoothing < 1.0, "a fraction in [0, 1)")
+        _check(self, "held_out", 0.0 < self.held_out < 1.0, "a fraction in (0, 1)")
+        _check(self, "crop_scale", 0.0 < self.crop_scale <= 1.0, "an area fraction in (0, 1]")
+        _check(self, "flip_prob", 0.0 <= self.flip_prob <= 1.0, "a probability")
+        _check(self, "color_jitter", 0.0 <= self.color_jitter < 1.0, "a strength in [0, 1)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
+        """Build from a mapping; unknown keys raise `ValueError` listing the known ones."""
+        known = {f.name for f in fields(cls)}
+        if set(data) - known:
+            raise ValueError(
+                f"FinetuneConfig got unknown field(s) {sorted(set(data) - known)}; known: {sorted(known)}"
+            )
+        return cls(**data).validate()
+
+
+def _check(cfg: FinetuneConfig, name: str, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"FinetuneConfig.{name}={getattr(cfg, name)!r} is invalid: expected {allowed}")
+
+
+class _PooledHead(nn.Module):
+    """Tokens [B, N, D] -> logits [B, classes]: mean over tokens, a norm, one linear layer."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.fc.weight, std=0.02)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(tokens.mean(dim=1)))
+
+
+class Classifier(nn.Module):
+    """An encoder with a classification head: float clips [B, T, C, H, W] -> logits [B, classes]."""
+
+    def __init__(
+        self,
+        encoder: VisionEncoder,
+        classes: list[str],
+        image_size: int,
+        head: HeadKind = "linear",
+        num_heads: int = 4,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.classes = list(classes)
+        self.image_size = image_size
+        n = max(len(classes), 1)
+        self.head = (
+            _PooledHead(encoder.dim, n) if head == "linear" else AttentiveHead(encoder.dim, n, num_heads)
+        )
+
+    def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
+        """float clips [B, T, C, H, W] -> tokens [B, N, D]."""
+        return self.encoder(clips)
+
+    def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, N, D] -> logits [B, classes]."""
+        return self.head(tokens)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(clips))
+
+    @torch.inference_mode()
+    def predict(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames [B, T, H, W, C] -> class indices [B] (index ``classes`` for the names)."""
+        device = next(self.parameters()).device
+        return self(prepare_frames(frames.to(device), self.image_size)).argmax(dim=-1)
+
+
+def layer_decay_groups(
+    model: Classifier, base_weight_decay: float, layer_decay: float
+) -> list[dict[str, Any]]:
+    """AdamW parameter groups with an ``lr_scale`` each: layer_decay ** (L + 1 - layer), where the patch
+    embedding is layer 0, block i is layer i + 1 and the final norm and the head are layer L + 1.
+    Biases, norms and queries get no weight decay."""
+    depth = len(model.encoder.blocks)
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("encoder.patch_embed"):
+            layer = 0
+        elif name.startswith("encoder.blocks."):
+            layer = int(name.split(".")[2]) + 1
+        else:
+            layer = depth + 1
+        decay = not (p.ndim < 2 or name.endswith("queries"))
+        group = groups.setdefault(
+            (layer, decay),
+            {
+                "params": [],
+                "weight_decay": base_weight_decay if decay else 0.0,
+                "lr_scale": layer_decay ** (depth + 1 - layer),
+            },
+        )
+        group["params"].append(p)
+    return [groups[k] for k in sorted(groups)]
+
+
+def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
+    """A fine-tuned classifier from its checkpoint directory (or its run directory's latest), in eval mode."""
+    ckpt = resolve_checkpoint(path)
+    saved = read_config(ckpt)
+    if saved.get("kind") != "classifier":
+        raise ValueError(f"{ckpt} is a {saved.get('kind')!r} checkpoint, not a fine-tuned classifier")
+    jepa_cfg = jepa_config_of(ckpt)
+    model = Classifier(
+        build_encoder(jepa_cfg),
+        saved["classes"],
+        jepa_cfg.image_size,
+        saved["finetune"]["head"],
+        jepa_cfg.num_heads,
+    )
+    load_state_checked(model, load_weights(ckpt), ckpt)
+    return model.to(resolve_device(device)).eval()
+
+
+@dataclass
+class FinetuneSummary:
+    """What a finished fine-tuning run reports (also written to ``summary.json``)."""
+
+    steps: int
+    final_loss: float
+    accuracy: float
+    """Top-1 accuracy on the held-out split."""
+    num_train: int
+    num_held_out: int
+    seconds: float
+    checkpoint: str
+    classes: list[str] = field(default_factory=list)
+
+
+class Finetuner:
+    """Fine-tune the encoder of ``cfg.checkpoint`` with a classification head on ``cfg.data``."""
+
+    def __init__(self, cfg: FinetuneConfig) -> None:
+        self.cfg = cfg.validate()
+        self.model: Classifier | None = None
+
+    def run(self) -> FinetuneSummary:
+        """Train (or resume) as configured; returns the summary, with the held-out accuracy."""
+        cfg = self.cfg
+        device = resolve_device(cfg.device)
+        encoder, jepa_cfg = load_encoder(cfg.checkpoint, "cpu")
+        encoder.requires_grad_(True)
+        dataset = labelled_dataset(cfg.data, jepa_cfg, cfg.data_kind)
+        records = item_records(dataset)
+        labels = np.array([label for _, _, label in records])
+        paths = np.array([str(p.relative_to(dataset.folder)) for p, _, _ in records])
+        train_idx, held_idx = split_held_out(labels, paths, cfg.held_out, cfg.seed)
+        if len(held_idx) == 0:
+            raise ValueError(
+                f"the held-out split of {cfg.data} is empty: every class needs two files or more"
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = Classifier(encoder, dataset.classes, jepa_cfg.image_size, cfg.head, jepa_cfg.num_heads)
+        self.model = model.to(device)
+        loop = _FinetuneLoop(cfg, jepa_cfg, model, dataset, train_idx, held_idx, device)
+        return loop.run()
+
+
+class _FinetuneLoop:
+    """The state of one fine-tuning run, split into short named steps."""
+
+    def __init__(
+        self,
+        cfg: FinetuneConfig,
+        jepa_cfg: JEPAConfig,
+        model: Classifier,
+        dataset: Dataset,
+        train_idx: np.ndarray,
+        held_idx: np.ndarray,
+        device: torch.device,
+    ) -> None:
+        self.cfg, self.jepa_cfg, self.model, self.device = cfg, jepa_cfg, model, device
+        self.dataset, self.train_idx, self.held_idx = dataset, train_idx, held_idx
+        self.run_dir = Path(cfg.output_dir)
+        self.steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+        total = cfg.epochs * self.steps_per_epoch
+        self.total = min(total, cfg.max_steps) if cfg.max_steps and total else (cfg.max_steps or total)
+        self.optimizer = torch.optim.AdamW(layer_decay_groups(model, cfg.weight_decay, cfg.layer_decay))
+        self.bf16 = use_bf16(jepa_cfg, device)
+        self.step = 0
+
+    def run(self) -> FinetuneSummary:
+        cfg = self.cfg
+        self._maybe_resume()
+        log = RunLog(self.run_dir, self.step)
+        (self.run_dir / "finetune_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        bar = tqdm(
+            total=self.total, initial=self.step, disable=not cfg.progress, desc="finetune", unit="step"
+        )
+        t0, loss = time.perf_counter(), float("nan")
+        for batch in self._batches():
+            loss = self._train_step(batch)
+            self.step += 1
+            if self.step % cfg.log_interval == 0 or self.step == self.total:
+                log.log(self.step, {"loss": loss, "lr": self.optimizer.param_groups[-1]["lr"]})
+            if self.step % self.steps_per_epoch == 0 or self.step == self.total:
+                log.log(self.step, {"held_out_accuracy": self.evaluate()})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if self.step % cfg.checkpoint_interval == 0 or self.step == self.total:
+                self._save()
+        bar.close()
+        log.close()
+        final = latest_checkpoint(self.run_dir) or self._save()
+        summary = FinetuneSummary(
+            steps=self.step,
+            final_loss=loss,
+            accuracy=self.evaluate(),
+            num_train=len(self.train_idx),
+            num_held_out=len(self.held_idx),
+            seconds=time.perf_counter() - t0,
+            checkpoint=str(final),
+            classes=self.model.classes,
+        )
+        (self.run_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
+        return summary
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        """Batches from the current step to the end: each epoch is a permutation seeded by (seed, epoch)."""
+        while self.step < self.total:
+            epoch, pos = divmod(self.step, self.steps_per_epoch)
+            gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+            order = self.train_idx[torch.randperm(len(self.train_idx), generator=gen).numpy()].tolist()
+            b = self.cfg.batch_size
+            batches = [order[i * b : (i + 1) * b] for i in range(pos, self.steps_per_epoch)]
+            loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.cfg.num_workers)
+            for batch in loader:
+                yield batch
+                if self.step >= self.total:
+                    return
+
+    def _train_step(self, batch: dict[str, Any]) -> float:
+        cfg = self.cfg
+        lr = warmup_cosine(self.step, self.total, cfg.learning_rate, cfg.min_learning_rate, cfg.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+        clips = prepare_frames(batch["frames"].to(self.device), self.jepa_cfg.image_size)
+        clips = augment_clips(clips, gen, cfg.crop_scale, cfg.flip_prob, cfg.color_jitter)
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(clips)
+        loss = F.cross_entropy(
+            logits.float(), batch["label"].to(self.device), label_smoothing=cfg.label_smoothing
+        )
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss is {loss.item()} at step {self.step}; stopping before the update "
+                f"(last good checkpoint: {latest_checkpoint(self.run_dir) or 'none yet'}). Lower learning_rate."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        return loss.item()
+
+    @torch.inference_mode()
+    def evaluate(self) -> float:
+        """Top-1 accuracy on the held-out split."""
+        self.model.eval()
+        loader = DataLoader(Subset(self.dataset, self.held_idx.tolist()), batch_size=self.cfg.batch_size)
+        correct = 0
+        for batch in loader:
+            clips = prepare_frames(batch["frames"].to(self.device), self.jepa_cfg.image_size)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                pred = self.model(clips).argmax(dim=-1).cpu()
+            correct += int((pred == batch["label"]).sum())
+        return correct / len(self.held_idx)
+
+    def _checkpoint_config(self) -> dict[str, Any]:
+        return {
+            "kind": "classifier",
+            "jepa": self.jepa_cfg.to_dict(),
+            "finetune": self.cfg.to_dict(),
+            "classes": self.model.classes,
+        }
+
+    def _save(self) -> Path:
+        state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "total": self.total}
+        path = save_checkpoint(
+            self.run_dir / "checkpoints" / f"step_{self.step:08d}",
+            self._checkpoint_config(),
+            self.model.state_dict(),
+            state,
+        )
+        prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
+        return path
+
+    def _maybe_resume(self) -> None:
+        ckpt = latest_checkpoint(self.run_dir) if self.cfg.resume else None
+        if ckpt is None:
+            return
+        saved = read_config(ckpt)
+        if saved.get("kind") != "classifier" or saved.get("classes") != self.model.classes:
+            raise ValueError(
+                f"cannot resume from {ckpt}: it holds a {saved.get('kind')!r} checkpoint with classes "
+                f"{saved.get('classes')} but this run has classes {self.model.classes} "
+                "(use another output_dir, or resume=False to start over)"
+            )
+        load_state_checked(self.model, load_weights(ckpt), ckpt)
+        state = load_trainer_state(ckpt)
+        if state is None:
+            raise ValueError(f"cannot resume from {ckpt}: it has no trainer_state.pt")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
