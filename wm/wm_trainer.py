@@ -222,7 +222,10 @@ def world_model_loss(
     h = cfg.predict_horizon
     ar = model.autoregressive(z[:, 0], actions[:, :h], h)
     terms["rollout"] = F.mse_loss(ar, z_tgt[:, 1 : h + 1])
-    flat = z.reshape(-1, z.shape[-1])
+    # One sample per step, features = all K*D numbers: each token's dimensions must vary across states.
+    # (Flattening tokens into samples instead lets the spread *between* tokens, e.g. which quadrant of a
+    # static arena a token covers, satisfy the variance term while the agent's state is ignored.)
+    flat = z.reshape(-1, z.shape[-2] * z.shape[-1])
     terms["variance"] = variance_loss(flat)
     terms["covariance"] = covariance_loss(flat)
     total = (
@@ -266,10 +269,21 @@ class WorldModelTrainer:
         )
         for e in range(len(self.dataset.episodes)):
             frames = torch.from_numpy(self.dataset.video(e).get(list(range(len(self.dataset.video(e))))))
-            chunks = [self.model.pooled_features(c[None])[0] for c in frames.split(256)]
-            self.features.append(torch.cat(chunks))
+            self.features.append(self._pooled_in_chunks(frames))
             bar.update(1)
         bar.close()
+
+    def _pooled_in_chunks(self, frames: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """Region means of one episode's frames [L+1, H, W, C] -> [L+1, K, De], ``chunk`` steps at a time.
+
+        Each chunk also sees the window - 1 frames before it, so that a temporal encoder's sliding clip
+        at a chunk's first steps holds the true history rather than the repeated first frame.
+        """
+        out, overlap = [], self.model.window - 1
+        for start in range(0, len(frames), chunk):
+            lo = max(0, start - overlap)
+            out.append(self.model.pooled_features(frames[None, lo : start + chunk])[0, start - lo :])
+        return torch.cat(out)
 
     def _cached_item(self, index: int) -> dict[str, torch.Tensor]:
         """A training sequence from the feature cache: the same slicing as `RolloutClips.__getitem__`."""

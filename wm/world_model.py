@@ -207,7 +207,8 @@ class WorldModel(nn.Module):
         Step h reuses the keys and values of steps < h (one step of compute per step).
         """
         with torch.inference_mode():
-            return self._rollout(z_context, self.to_actions(actions), past_actions)
+            past = None if past_actions is None else self.to_actions(past_actions)
+            return self._rollout(z_context, self.to_actions(actions), past)
 
     def _rollout(
         self, z: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None
@@ -218,6 +219,11 @@ class WorldModel(nn.Module):
             raise ValueError(f"expected actions [B={b}, H, A], got shape {tuple(actions.shape)}")
         if past_actions is None:
             past_actions = actions.new_zeros(b, tc - 1, actions.shape[-1])
+        elif past_actions.shape[:2] != (b, tc - 1):
+            raise ValueError(
+                f"expected past_actions [B={b}, Tc-1={tc - 1}, A] for a context of {tc} steps, "
+                f"got shape {tuple(past_actions.shape)}"
+            )
         first = torch.cat([past_actions, actions[:, :1]], dim=1)  # actions following each context step
         pred, cache = self.dynamics(z, first)
         out = [pred[:, -1]]
