@@ -15,7 +15,6 @@ augmentations are functions of (seed, step).
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -152,11 +151,12 @@ def _check(cfg: FinetuneConfig, name: str, ok: bool, allowed: str) -> None:
 
 
 class _PooledHead(nn.Module):
-    """Tokens [B, N, D] -> logits [B, classes]: mean over tokens, a norm, one linear layer."""
+    """Tokens [B, N, D] -> logits [B, classes]: mean over tokens, a batch norm (no affine, standardising
+    each feature across samples, as the linear probe does), one linear layer."""
 
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = nn.BatchNorm1d(dim, affine=False)
         self.fc = nn.Linear(dim, num_classes)
         nn.init.trunc_normal_(self.fc.weight, std=0.02)
         nn.init.zeros_(self.fc.bias)
@@ -312,7 +312,12 @@ class _FinetuneLoop:
         self.cfg, self.jepa_cfg, self.model, self.device = cfg, jepa_cfg, model, device
         self.dataset, self.train_idx, self.held_idx = dataset, train_idx, held_idx
         self.run_dir = Path(cfg.output_dir)
-        self.steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+        if len(train_idx) < 2:
+            raise ValueError(
+                f"the training split of {cfg.data} has {len(train_idx)} item(s); need two or more"
+            )
+        # Incomplete last batches are dropped (a batch norm needs two samples), as in pretraining.
+        self.steps_per_epoch = max(len(train_idx) // cfg.batch_size, 1)
         total = cfg.epochs * self.steps_per_epoch
         self.total = min(total, cfg.max_steps) if cfg.max_steps and total else (cfg.max_steps or total)
         self.optimizer = torch.optim.AdamW(layer_decay_groups(model, cfg.weight_decay, cfg.layer_decay))

@@ -3,8 +3,8 @@
 Two heads, trained on features the frozen encoder computed once (`wm.features.FeatureSet`), so a probe
 never runs the encoder and cannot change it:
 
-- **linear**: a linear layer on the mean-pooled features, standardised with the training split's
-  mean and spread;
+- **linear**: a logistic regression (L2-penalised, fitted to convergence by L-BFGS) on the mean-pooled
+  features, standardised with the training split's mean and spread;
 - **attentive**: V-JEPA's evaluation head: a few learned queries cross-attend to all patch tokens
   (one attention layer with an MLP), then a linear layer on the pooled queries.
 
@@ -40,16 +40,20 @@ class ProbeConfig:
 
     kind: Literal["linear", "attentive", "both"] = "both"
     """Which probe(s) to train: a linear layer on pooled features, an attentive pooler on patch tokens, or both."""
+    linear_l2: float = 1e-4
+    """L2 penalty on the linear probe's weights (a logistic regression fitted to convergence by L-BFGS)."""
+    linear_max_iter: int = 500
+    """Most L-BFGS iterations of the linear probe."""
     epochs: int = 100
-    """Passes over the training split."""
+    """Passes over the training split (attentive probe)."""
     batch_size: int = 64
-    """Samples per optimiser step."""
+    """Samples per optimiser step (attentive probe; also the evaluation batch)."""
     learning_rate: float = 1e-3
-    """Peak AdamW learning rate (warm-up, then cosine decay to zero)."""
+    """Peak AdamW learning rate, warm-up then cosine decay to zero (attentive probe)."""
     weight_decay: float = 1e-2
-    """AdamW weight decay (not on biases, norms or queries)."""
+    """AdamW weight decay, not on biases, norms or queries (attentive probe)."""
     warmup_steps: int = 20
-    """Linear warm-up steps."""
+    """Linear warm-up steps (attentive probe)."""
     held_out: float = 0.2
     """Fraction of each class's files held out for the accuracy (never trained on)."""
     seed: int = 0
@@ -63,7 +67,7 @@ class ProbeConfig:
 
     def validate(self) -> ProbeConfig:
         """Raise `ValueError` naming a bad field, its value and what is allowed."""
-        for name in ("epochs", "batch_size", "num_queries", "num_heads"):
+        for name in ("epochs", "batch_size", "num_queries", "num_heads", "linear_max_iter"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"ProbeConfig.{name}={value!r} is invalid: expected a positive integer")
@@ -75,10 +79,11 @@ class ProbeConfig:
             raise ValueError(
                 f"ProbeConfig.held_out={self.held_out!r} is invalid: expected a fraction in (0, 1)"
             )
-        if self.learning_rate <= 0 or self.weight_decay < 0 or self.warmup_steps < 0:
+        if self.learning_rate <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.linear_l2 < 0:
             raise ValueError(
                 f"ProbeConfig learning_rate={self.learning_rate}, weight_decay={self.weight_decay}, "
-                f"warmup_steps={self.warmup_steps} are invalid: expected a positive rate and non-negative others"
+                f"warmup_steps={self.warmup_steps}, linear_l2={self.linear_l2} are invalid: "
+                "expected a positive rate and non-negative others"
             )
         return self
 
@@ -165,12 +170,17 @@ class AttentivePooler(nn.Module):
 
 
 class AttentiveHead(nn.Module):
-    """Patch tokens [B, N, D] -> logits [B, classes]: attentive pooling, a norm, one linear layer."""
+    """Patch tokens [B, N, D] -> logits [B, classes]: attentive pooling, a batch norm, one linear layer.
+
+    The batch norm (no affine, as in MAE's linear probe) standardises each pooled feature across
+    samples: at the start the queries attend almost uniformly, the pooled features are a large common
+    component with small class differences on top, and without it the head sits on a long plateau.
+    """
 
     def __init__(self, dim: int, num_classes: int, num_heads: int, num_queries: int = 1) -> None:
         super().__init__()
         self.pooler = AttentivePooler(dim, num_heads, num_queries)
-        self.norm = nn.LayerNorm(num_queries * dim)
+        self.norm = nn.BatchNorm1d(num_queries * dim, affine=False)
         self.fc = nn.Linear(num_queries * dim, num_classes)
         init_weights(self.fc)
 
@@ -225,10 +235,11 @@ def fit_probe(features: FeatureSet, kind: ProbeKind, cfg: ProbeConfig | None = N
             if kind == "linear"
             else AttentiveHead(x.shape[-1], num_classes, cfg.num_heads, cfg.num_queries)
         )
-    if isinstance(head, LinearHead):
-        head.fit_statistics(x[train_idx])
     head.to(device)
-    _train_head(head, x[train_idx], y[train_idx], cfg, device)
+    if isinstance(head, LinearHead):
+        _fit_linear(head, x[train_idx].to(device), y[train_idx].to(device), cfg)
+    else:
+        _train_attentive(head, x[train_idx], y[train_idx], cfg, device)
     head.eval()
     return ProbeResult(
         kind=kind,
@@ -242,10 +253,28 @@ def fit_probe(features: FeatureSet, kind: ProbeKind, cfg: ProbeConfig | None = N
     )
 
 
-def _train_head(
+def _fit_linear(head: LinearHead, x: torch.Tensor, y: torch.Tensor, cfg: ProbeConfig) -> None:
+    """Standardise with the training rows' statistics, then fit an L2-penalised multinomial logistic
+    regression with full-batch L-BFGS (deterministic, no learning rate to tune)."""
+    head.fit_statistics(x)
+    xs = (x - head.mean) / head.std
+    optimizer = torch.optim.LBFGS(
+        head.fc.parameters(), max_iter=cfg.linear_max_iter, history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(head.fc(xs), y) + cfg.linear_l2 * head.fc.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+
+
+def _train_attentive(
     head: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ProbeConfig, device: torch.device
 ) -> None:
-    """AdamW with warm-up and cosine decay, cross-entropy, batches in a seeded order."""
+    """The attentive probe: AdamW with warm-up and cosine decay, cross-entropy, batches in a seeded order."""
     decay, no_decay = [], []
     for name, p in head.named_parameters():
         (no_decay if p.ndim < 2 or name.endswith("queries") else decay).append(p)
@@ -257,6 +286,8 @@ def _train_head(
     head.train()
     for _ in range(cfg.epochs):
         for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
+            if len(idx) < 2:  # a batch norm needs two samples
+                continue
             lr = warmup_cosine(step, total, cfg.learning_rate, 0.0, cfg.warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
