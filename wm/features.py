@@ -89,7 +89,7 @@ class FeatureSet:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
         return path
 
@@ -137,7 +137,7 @@ def item_records(dataset: ImageFolder | VideoFolder) -> list[tuple[Path, int, in
     clips = getattr(dataset, "clips", None)  # VideoFolder, and wrappers that keep its clip list
     if clips is not None:
         return list(clips)
-    return [(path, 0, label) for path, label in dataset.items]
+    return [(path, 0, label) for path, label in dataset.items]  # type: ignore[union-attr]
 
 
 def load_encoder(checkpoint: str | Path, device: str = "cpu") -> tuple[VisionEncoder, JEPAConfig]:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from wm.features import DataKind, FeatureSet, extract_features, labelled_dataset, load_encoder
+from wm.features import DataKind, FeatureKind, FeatureSet, extract_features, labelled_dataset, load_encoder
 from wm.layers import MLP, init_weights
 from wm.schedule import warmup_cosine
 from wm.trainer import resolve_device
@@ -121,6 +121,9 @@ def split_held_out(
 
 class LinearHead(nn.Module):
     """Pooled features [B, D] -> logits [B, classes]: standardise (fixed statistics), then one linear layer."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, dim: int, num_classes: int) -> None:
         super().__init__()
@@ -275,7 +278,8 @@ def _train_attentive(
     head: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ProbeConfig, device: torch.device
 ) -> None:
     """The attentive probe: AdamW with warm-up and cosine decay, cross-entropy, batches in a seeded order."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in head.named_parameters():
         (no_decay if p.ndim < 2 or name.endswith("queries") else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -330,6 +334,6 @@ def probe_checkpoint(
     cfg = (cfg or ProbeConfig()).validate()
     encoder, jepa_cfg = load_encoder(checkpoint, cfg.device)
     dataset = labelled_dataset(data, jepa_cfg, data_kind)
-    kind = "pooled" if cfg.kind == "linear" else "both"
+    kind: FeatureKind = "pooled" if cfg.kind == "linear" else "both"
     features = extract_features(encoder, dataset, jepa_cfg.image_size, kind, batch_size, progress=progress)
     return run_probes(features, cfg)
