@@ -114,6 +114,8 @@ class ImageFolder(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self.items):
+            raise IndexError(f"index {index} out of range for {len(self.items)} images")  # ends plain iteration
         # An image that fails to decode is skipped (warned once) and the next one is used instead.
         for offset in range(len(self.items)):
             path, label = self.items[(index + offset) % len(self.items)]
