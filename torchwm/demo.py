@@ -12,6 +12,7 @@ from pathlib import Path
 
 import envs  # noqa: F401  (registers the built-in environments)
 from agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
+from agents.planners import CEMConfig
 from envs.record import record
 from wm.config import JEPAConfig
 from wm.trainer import JEPAAgent
@@ -22,19 +23,23 @@ from wm.wm_trainer import WorldModelConfig, WorldModelTrainer
 class DemoBudget:
     """How much of each stage the demo runs."""
 
-    episodes: int = 150
+    episodes: int = 300
     jepa_steps: int = 400
     world_model_steps: int = 1000
-    eval_episodes: int = 20
-    eval_max_steps: int = 100
+    eval_episodes: int = 10
+    eval_max_steps: int = 25
 
 
 FULL = DemoBudget()
-QUICK = DemoBudget(episodes=8, jepa_steps=5, world_model_steps=5, eval_episodes=2, eval_max_steps=10)
+QUICK = DemoBudget(episodes=8, jepa_steps=5, world_model_steps=5, eval_episodes=2, eval_max_steps=5)
+FRAME_SKIP = 4
+"""Environment steps per recorded step and per planned action: the planner's horizon of 8 model steps
+looks 32 environment steps ahead, far enough to find the door between the rooms."""
 
 
 def demo_jepa_config(out: Path, episodes_dir: Path, steps: int) -> JEPAConfig:
-    """The tiny JEPA of the demo: a per-frame (spatial) encoder trained on pairs of frames 4 steps apart."""
+    """The tiny JEPA of the demo: a per-frame (spatial) encoder trained on pairs of consecutive recorded
+    frames (``FRAME_SKIP`` environment steps apart)."""
     return JEPAConfig.preset(
         "tiny",
         dataset="rollouts",
@@ -42,7 +47,7 @@ def demo_jepa_config(out: Path, episodes_dir: Path, steps: int) -> JEPAConfig:
         encoder="spatial",
         tubelet_size=1,
         num_frames=2,
-        frame_step=4,
+        frame_step=1,
         max_steps=steps,
         epochs=1000,
         output_dir=str(out / "jepa"),
@@ -55,7 +60,15 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> dict:
     out, budget, t0 = Path(out_dir), (QUICK if quick else FULL), time.perf_counter()
     episodes_dir = out / "episodes"
     print(f"[1/4] recording {budget.episodes} random episodes of torchwm/TwoRooms-v0 -> {episodes_dir}")
-    record("torchwm/TwoRooms-v0", "random", budget.episodes, episodes_dir, num_envs=4, seed=0)
+    record(
+        "torchwm/TwoRooms-v0",
+        "random",
+        budget.episodes,
+        episodes_dir,
+        num_envs=4,
+        seed=0,
+        frame_skip=FRAME_SKIP,
+    )
     print(f"[2/4] pretraining the tiny JEPA for {budget.jepa_steps} steps")
     summary = JEPAAgent(demo_jepa_config(out, episodes_dir, budget.jepa_steps)).train()
     print(f"      loss {summary.final_loss:.4f}, {summary.clips_per_s:.1f} clips/s")
@@ -65,6 +78,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> dict:
         encoder_checkpoint=str(out / "jepa"),
         steps=budget.world_model_steps,
         output_dir=str(out / "world_model"),
+        width=64,
         checkpoint_interval=max(budget.world_model_steps // 2, 1),
     )
     checkpoint = WorldModelTrainer(wm_cfg).run()
@@ -72,7 +86,12 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> dict:
         f"[4/4] planning to goal images in {budget.eval_episodes} episodes (start and goal in different rooms)"
     )
     bench = PlanningBenchmarkConfig(
-        episodes=budget.eval_episodes, max_steps=budget.eval_max_steps, planners=("cem",), gifs=1
+        episodes=budget.eval_episodes,
+        max_steps=budget.eval_max_steps,
+        action_repeat=FRAME_SKIP,
+        planners=("cem",),
+        cem=CEMConfig(num_samples=100, num_elites=10, iterations=2),
+        gifs=1,
     )
     result = run_planning_benchmark(checkpoint, out / "planning", bench)
     cem = result["methods"]["mpc_cem"]
