@@ -262,7 +262,8 @@ class WorldModelTrainer:
             self._cache_features()
 
     def _cache_features(self) -> None:
-        """Encode every frame once with the frozen encoder: region means [L+1, K, De] per episode."""
+        """Encode every frame once with the frozen encoder: region means [L+1, K, De] per episode; centre
+        the latent head's input on their statistics."""
         self.features = []
         bar = tqdm(
             self.dataset.episodes, disable=not self.cfg.progress, desc="encoding frames", unit="episode"
@@ -272,6 +273,7 @@ class WorldModelTrainer:
             self.features.append(self._pooled_in_chunks(frames))
             bar.update(1)
         bar.close()
+        self.model.set_feature_stats(torch.cat(self.features))
 
     def _pooled_in_chunks(self, frames: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """Region means of one episode's frames [L+1, H, W, C] -> [L+1, K, De], ``chunk`` steps at a time.

@@ -70,6 +70,10 @@ class LatentHead(nn.Module):
             raise ValueError(f"latent_grid={latent_grid} must divide the encoder's patch grid {grid}")
         self.grid, self.latent_grid = grid, latent_grid
         self.proj = nn.Linear(embed_dim, latent_dim)
+        # What the projection sees is (region means - feature_mean) / feature_scale, set from data by
+        # `WorldModel.set_feature_stats` (identity until then).
+        self.register_buffer("feature_mean", torch.zeros(latent_grid**2, embed_dim))
+        self.register_buffer("feature_scale", torch.ones(()))
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """Patch tokens [B, g*g, De] -> region means [B, K, De] (no parameters)."""
@@ -77,8 +81,8 @@ class LatentHead(nn.Module):
         return rearrange(x, "b d h w -> b (h w) d")
 
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Region means [.., K, De] -> latent tokens [.., K, D], layer-normed."""
-        x = self.proj(pooled)
+        """Region means [.., K, De] -> latent tokens [.., K, D], centred and scaled, projected, layer-normed."""
+        x = self.proj((pooled - self.feature_mean) / self.feature_scale)
         return F.layer_norm(x, x.shape[-1:])
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -266,6 +270,20 @@ class WorldModel(nn.Module):
         """
         tokens = self._step_tokens(self.check_frames(frames), self.encoder)
         return rearrange(self.head.pool(self._flat(tokens)), "(b t) k d -> b t k d", b=frames.shape[0])
+
+    @torch.no_grad()
+    def set_feature_stats(self, pooled: torch.Tensor) -> None:
+        """Centre the latent head's input on the mean of a data set's region means [N, K, De], at unit RMS.
+
+        A frozen encoder's region means differ between states by ~1e-3 of their size (the static scene
+        dominates them), so without this the latents barely move when the agent does, and the dynamics
+        learn nothing about motion.
+        """
+        mean = pooled.mean(0)
+        scale = (pooled - mean).pow(2).mean().sqrt().clamp_min(1e-12)
+        for head in (self.head, self.target_head):
+            head.feature_mean.copy_(mean)
+            head.feature_scale.copy_(scale)
 
     def latents_from_pooled(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(online z, EMA target z) [B, T, K, D] from cached region means [B, T, K, De]."""
