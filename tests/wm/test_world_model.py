@@ -1,0 +1,371 @@
+"""The action-conditioned world model: causality, cached rollouts, actions, heads, training and checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import envs  # noqa: F401  (registers the built-in ids)
+from envs.record import record
+from wm.config import JEPAConfig
+from wm.trainer import JEPAAgent
+from wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model, world_model_loss
+from wm.world_model import WorldModel, WorldModelSpec
+
+K, D, A = 4, 8, 2  # latent_grid=2 over a 4x4 patch grid, latent width, action size
+
+
+def tiny_jepa(**overrides) -> JEPAConfig:
+    """A one-layer spatial encoder on 32x32 frames (a 4x4 patch grid)."""
+    fields = dict(
+        encoder="spatial",
+        tubelet_size=1,
+        num_frames=2,
+        image_size=32,
+        embed_dim=32,
+        num_layers=1,
+        num_heads=2,
+        predictor_dim=32,
+        predictor_depth=1,
+        predictor_heads=2,
+        batch_size=4,
+        progress=False,
+    )
+    return JEPAConfig.preset("tiny", **{**fields, **overrides})
+
+
+def tiny_model(freeze_encoder: bool = True, **spec) -> WorldModel:
+    torch.manual_seed(0)
+    fields = dict(action_dim=A, latent_dim=D, width=32, heads=2, max_steps=24, predict_horizon=4)
+    return WorldModel(tiny_jepa(), WorldModelSpec(**{**fields, **spec}), freeze_encoder).eval()
+
+
+@pytest.fixture(scope="module")
+def model() -> WorldModel:
+    return tiny_model()
+
+
+def random_frames(b: int, t: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, t, 32, 32, 3), dtype=torch.uint8, generator=gen)
+
+
+# --- causality, cache and rollout -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("t", [0, 2, 4])
+def test_changing_action_t_changes_no_prediction_before_t_plus_1(model: WorldModel, t: int) -> None:
+    z, a = torch.randn(2, 6, K, D), torch.randn(2, 6, A)
+    a2 = a.clone()
+    a2[:, t] += 1.0
+    with torch.no_grad():
+        pred, _ = model.dynamics(z, a)  # pred[:, i] predicts z_{i+1}
+        pred2, _ = model.dynamics(z, a2)
+    torch.testing.assert_close(pred2[:, :t], pred[:, :t], rtol=0, atol=1e-6)
+    assert not torch.allclose(pred2[:, t], pred[:, t])  # the prediction of z_{t+1} does see a_t
+
+
+@pytest.mark.parametrize("t", [1, 3, 5])
+def test_changing_z_t_changes_no_prediction_before_it(model: WorldModel, t: int) -> None:
+    z, a = torch.randn(2, 6, K, D), torch.randn(2, 6, A)
+    z2 = z.clone()
+    z2[:, t] = torch.randn(2, K, D)
+    with torch.no_grad():
+        pred = model.teacher_forced(torch.cat([z, z[:, :1]], 1), torch.cat([a, a[:, :1]], 1))
+        pred2 = model.teacher_forced(torch.cat([z2, z[:, :1]], 1), torch.cat([a, a[:, :1]], 1))
+    torch.testing.assert_close(pred2[:, :t], pred[:, :t], rtol=0, atol=1e-6)
+    assert not torch.allclose(pred2[:, t], pred[:, t])
+
+
+def test_kv_cache_matches_recomputing_the_whole_sequence(model: WorldModel) -> None:
+    z, a = torch.randn(3, 7, K, D), torch.randn(3, 7, A)
+    with torch.no_grad():
+        full, _ = model.dynamics(z, a)
+        head, cache = model.dynamics(z[:, :3], a[:, :3])
+        parts = [head]
+        for t in range(3, 7):  # one step at a time, extending the cache
+            pred, cache = model.dynamics(z[:, t : t + 1], a[:, t : t + 1], cache)
+            parts.append(pred)
+    torch.testing.assert_close(torch.cat(parts, 1), full, rtol=0, atol=1e-5)
+    assert cache[0][0].shape[2] == 7 * (K + 1)  # keys of every token of the 7 steps
+
+
+@pytest.mark.parametrize("context", [1, 3])
+def test_rollout_equals_repeated_step(model: WorldModel, context: int) -> None:
+    z, actions = torch.randn(2, context, K, D), torch.randn(2, 5, A)
+    past = torch.randn(2, context - 1, A)
+    out = model.rollout(z, actions, past_actions=past)
+    history, taken = z, torch.cat([past, actions[:, :1]], 1)
+    for h in range(5):
+        z_next = model.step(history, taken)
+        torch.testing.assert_close(out[:, h], z_next, rtol=0, atol=1e-5)
+        history = torch.cat([history, z_next[:, None]], 1)
+        taken = torch.cat([taken, actions[:, h + 1 : h + 2]], 1)
+
+
+def test_rollout_without_past_actions_uses_zeros(model: WorldModel) -> None:
+    z, actions = torch.randn(2, 3, K, D), torch.randn(2, 4, A)
+    torch.testing.assert_close(
+        model.rollout(z, actions), model.rollout(z, actions, past_actions=torch.zeros(2, 2, A))
+    )
+
+
+def test_discrete_integer_actions_equal_one_hot() -> None:
+    model = tiny_model(action_dim=3, discrete_actions=True)
+    z = torch.randn(4, 2, K, D)
+    actions, past = torch.randint(0, 3, (4, 5)), torch.randint(0, 3, (4, 1))
+    by_index = model.rollout(z, actions, past_actions=past)
+    by_one_hot = model.rollout(z, F.one_hot(actions, 3).float(), past_actions=F.one_hot(past, 3).float())
+    assert by_index.shape == (4, 5, K, D)
+    torch.testing.assert_close(by_index, by_one_hot, rtol=0, atol=0)
+    torch.testing.assert_close(model.step(z, torch.cat([past, actions[:, :1]], 1)), by_index[:, 0])
+    torch.testing.assert_close(
+        model.reward(z[:, 0], actions[:, 0]), model.reward(z[:, 0], F.one_hot(actions[:, 0], 3).float())
+    )
+
+
+# --- shapes and errors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("b", [1, 7])
+def test_shapes_for_every_leading_batch_layout(model: WorldModel, b: int) -> None:
+    z = model.encode(random_frames(b, 3))
+    assert z.shape == (b, 3, K, D) and z.dtype == torch.float32
+    actions = torch.randn(b, 4, A)
+    assert model.rollout(z[:, -1], actions).shape == (b, 4, K, D)  # z context [B, K, D]
+    assert model.rollout(z, actions, past_actions=torch.randn(b, 2, A)).shape == (b, 4, K, D)  # [B, Tc, K, D]
+    assert model.step(z, torch.randn(b, 3, A)).shape == (b, K, D)
+    assert model.reward(z, torch.randn(b, 3, A)).shape == (b, 3)
+    assert model.reward(z[:, 0], actions[:, 0]).shape == (b,)
+
+
+def test_wrong_action_size_names_expected_and_got(model: WorldModel) -> None:
+    z = torch.randn(2, K, D)
+    with pytest.raises(ValueError, match=r"expected actions \[\.\.\., 2\], got shape \(2, 4, 3\)"):
+        model.rollout(z, torch.zeros(2, 4, 3))
+    with pytest.raises(ValueError, match=r"expected actions \[\.\.\., 2\], got shape \(2, 1, 5\)"):
+        model.step(z[:, None], torch.zeros(2, 1, 5))
+    with pytest.raises(ValueError, match=r"expected actions \[\.\.\., 2\]"):
+        model.rollout(z, torch.zeros(2, 4, 2), past_actions=torch.zeros(2, 0, 3))
+    with pytest.raises(ValueError, match=r"past_actions \[B=2, Tc-1=2, A\].*got shape \(2, 1, 2\)"):
+        model.rollout(torch.randn(2, 3, K, D), torch.zeros(2, 4, 2), past_actions=torch.zeros(2, 1, 2))
+    with pytest.raises(ValueError, match=r"expected actions \[B=2, H, A\]"):
+        model.rollout(z, torch.zeros(3, 4, 2))
+
+
+def test_rollout_past_max_steps_is_refused(model: WorldModel) -> None:
+    with pytest.raises(ValueError, match="max_steps=24"):
+        model.rollout(torch.randn(1, K, D), torch.zeros(1, 30, A))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"seq_len": 0}, "seq_len"),
+        ({"latent_dim": -1}, "latent_dim"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"steps": True}, "steps"),
+        ({"seq_len": 5, "predict_horizon": 8}, "seq_len"),
+        ({"width": 30, "heads": 4}, "width"),
+        ({"encoder_checkpoint": ""}, "freeze_encoder"),
+    ],
+)
+def test_world_model_config_errors_name_the_field(overrides: dict, field: str) -> None:
+    cfg = WorldModelConfig(**{"encoder_checkpoint": "runs/jepa", **overrides})
+    with pytest.raises(ValueError, match=rf"WorldModelConfig\.{field}"):
+        cfg.validate()
+
+
+def test_world_model_config_from_dict_names_unknown_fields() -> None:
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['latent_dims'\]"):
+        WorldModelConfig.from_dict({"latent_dims": 8})
+
+
+# --- heads and training -----------------------------------------------------------------------
+
+
+def test_reward_head_fits_a_known_reward() -> None:
+    model = tiny_model()
+    gen = torch.Generator().manual_seed(1)
+    z, a = torch.randn(512, K, D, generator=gen), torch.rand(512, A, generator=gen) * 2 - 1
+    r = a[:, 0]  # r = a[0]
+    opt = torch.optim.Adam(model.reward_head.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = F.mse_loss(model.reward_head(z, a), r)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert F.mse_loss(model.reward(z, a), r).item() < 1e-2  # var(r) = 1/3
+
+
+def loss_cfg() -> WorldModelConfig:
+    return WorldModelConfig(encoder_checkpoint="unused", seq_len=4, predict_horizon=3, width=32, heads=2)
+
+
+def train_steps(model: WorldModel, steps: int = 3) -> None:
+    """A few `WorldModelTrainer`-like steps: `world_model_loss`, AdamW on trainable params, EMA."""
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = {"frames": random_frames(3, 4), "actions": torch.randn(3, 4, A), "rewards": torch.randn(3, 4)}
+    for _ in range(steps):
+        terms = world_model_loss(model, loss_cfg(), batch)
+        opt.zero_grad()
+        terms["total"].backward()
+        opt.step()
+        model.update_targets(0.9)
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_frozen_encoder_stays_bitwise_unchanged() -> None:
+    model = tiny_model(freeze_encoder=True)
+    assert model.target_encoder is None
+    encoder, head, dynamics, target_head = (
+        snapshot(m) for m in (model.encoder, model.head, model.dynamics, model.target_head)
+    )
+    train_steps(model)
+    assert all(torch.equal(encoder[k], v) for k, v in model.encoder.state_dict().items())
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert (
+        changed(head, model.head)
+        and changed(dynamics, model.dynamics)
+        and changed(target_head, model.target_head)
+    )
+
+
+def test_joint_encoder_moves_and_its_ema_target_follows_update_targets() -> None:
+    model = tiny_model(freeze_encoder=False)
+    assert model.target_encoder is not None
+    encoder, target = snapshot(model.encoder), snapshot(model.target_encoder)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = {"frames": random_frames(3, 4), "actions": torch.randn(3, 4, A), "rewards": torch.randn(3, 4)}
+    world_model_loss(model, loss_cfg(), batch)["total"].backward()
+    opt.step()
+    assert changed(encoder, model.encoder)
+    assert all(p.grad is None for p in model.target_encoder.parameters())
+    assert not changed(target, model.target_encoder)  # only update_targets moves the target
+    online = dict(model.encoder.named_parameters())
+    model.update_targets(0.75)
+    for name, p in model.target_encoder.named_parameters():
+        torch.testing.assert_close(p, 0.75 * target[name] + 0.25 * online[name].detach())
+
+
+# --- end to end: record -> JEPA -> world model -> checkpoint ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(episode directory, JEPA run directory): 4 random TwoRooms episodes and 3 pretraining steps."""
+    root = tmp_path_factory.mktemp("e2e")
+    episodes = record(
+        "torchwm/TwoRooms-v0",
+        "random",
+        episodes=4,
+        out_dir=root / "episodes",
+        num_envs=2,
+        max_steps=20,
+        progress=False,
+    )
+    cfg = tiny_jepa(dataset="rollouts", root_path=str(episodes), max_steps=3, output_dir=str(root / "jepa"))
+    JEPAAgent(cfg).train()
+    return episodes, root / "jepa"
+
+
+def wm_cfg(pretrained: tuple[Path, Path], out: Path, **overrides) -> WorldModelConfig:
+    episodes, jepa = pretrained
+    fields = dict(
+        root_path=str(episodes),
+        encoder_checkpoint=str(jepa),
+        steps=3,
+        batch_size=4,
+        seq_len=4,
+        predict_horizon=3,
+        width=32,
+        heads=2,
+        latent_dim=16,
+        progress=False,
+        output_dir=str(out),
+    )
+    return WorldModelConfig(**{**fields, **overrides})
+
+
+def test_trained_world_model_reloads_with_the_same_rollouts(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    trainer = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "wm"))
+    trainer.run()
+    loaded = load_world_model(tmp_path / "wm")
+    trained = trainer.model.eval()
+    frames = torch.from_numpy(trainer.dataset.video(0).get([0, 1, 2]))[None]
+    z = trained.encode(frames)
+    assert z.shape == (1, 3, 4, 16)
+    torch.testing.assert_close(loaded.encode(frames), z, rtol=0, atol=0)
+    actions = torch.rand(5, 3, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    context = z[:, -1].expand(5, -1, -1)
+    torch.testing.assert_close(
+        loaded.rollout(context, actions), trained.rollout(context, actions), rtol=0, atol=0
+    )
+    torch.testing.assert_close(loaded.reward(context, actions[:, 0]), trained.reward(context, actions[:, 0]))
+
+
+def test_resumed_training_ends_with_the_same_weights(
+    pretrained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "whole", steps=6, checkpoint_interval=3))
+    whole.run()
+
+    cfg = wm_cfg(pretrained, tmp_path / "resumed", steps=6, checkpoint_interval=3)
+    real_step = WorldModelTrainer._train_step
+
+    def killed_at_step_4(self: WorldModelTrainer) -> dict[str, torch.Tensor]:
+        if self.step == 3:  # the 4th step, after the checkpoint of step 3
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(WorldModelTrainer, "_train_step", killed_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        WorldModelTrainer(cfg).run()
+    monkeypatch.setattr(WorldModelTrainer, "_train_step", real_step)
+    resumed = WorldModelTrainer(cfg)
+    resumed.run()
+    assert resumed.step == 6
+    expected = whole.model.state_dict()
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+
+
+def test_feature_cache_chunks_keep_a_temporal_encoder_history(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    episodes, _ = pretrained
+    cfg = WorldModelConfig(
+        root_path=str(episodes), freeze_encoder=False, seq_len=4, predict_horizon=3, progress=False,
+        output_dir=str(tmp_path / "wm"),
+    )  # fmt: skip
+    trainer = WorldModelTrainer(cfg)  # the "tiny" preset: a temporal encoder seeing 4 frames a step
+    assert trainer.model.window == 4
+    frames = torch.from_numpy(trainer.dataset.video(0).get(list(range(12))))
+    whole = trainer.model.pooled_features(frames[None])[0]
+    torch.testing.assert_close(trainer._pooled_in_chunks(frames, chunk=5), whole, rtol=0, atol=1e-5)
+
+
+def test_frozen_encoder_region_means_are_centred_so_latents_follow_the_state(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    trainer = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "wm"))
+    pooled = torch.cat(trainer.features)  # (N, K, De), every recorded step
+    for head in (trainer.model.head, trainer.model.target_head):
+        torch.testing.assert_close(head.feature_mean, pooled.mean(0))
+        torch.testing.assert_close(head.feature_scale, (pooled - pooled.mean(0)).pow(2).mean().sqrt())
+    z = trainer.model.target_head.project(pooled)
+    assert z.std(0).mean() > 0.2  # uncentred, the static scene dominates and z hardly moves (~0.01)
