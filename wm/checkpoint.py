@@ -29,7 +29,8 @@ STATE_FILE = "trainer_state.pt"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry to disk (so a rename in it survives a crash)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -37,7 +38,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Flush a file's contents to disk."""
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 
@@ -62,8 +64,8 @@ def save_checkpoint(
         torch.save(trainer_state, tmp / STATE_FILE)
         files.append(STATE_FILE)
     for name in files:
-        _fsync_file(tmp / name)
-    _fsync_dir(tmp)
+        fsync_file(tmp / name)
+    fsync_dir(tmp)
     if path.exists():  # re-saving the same step: move the old one aside first, then drop it
         old = path.parent / f".{path.name}.old-{os.getpid()}"
         path.rename(old)
@@ -71,7 +73,7 @@ def save_checkpoint(
         shutil.rmtree(old)
     else:
         tmp.rename(path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -84,7 +86,11 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     ckpt_dir = Path(run_dir) / "checkpoints"
     if not ckpt_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _STEP_DIR.match(p.name)) and is_checkpoint(p)]
+    found = [
+        (int(m.group(1)), p)
+        for p in ckpt_dir.iterdir()
+        if (m := _STEP_DIR.match(p.name)) and is_checkpoint(p)
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -156,7 +162,9 @@ def load_trainer_state(path: str | Path) -> dict[str, Any] | None:
         ) from err
 
 
-def load_state_checked(module: nn.Module, weights: dict[str, torch.Tensor], source: str | Path = "checkpoint") -> None:
+def load_state_checked(
+    module: nn.Module, weights: dict[str, torch.Tensor], source: str | Path = "checkpoint"
+) -> None:
     """Load weights into ``module``; any missing, unexpected or mis-shaped tensor raises `ValueError` naming it."""
     own = module.state_dict()
     missing = sorted(set(own) - set(weights))

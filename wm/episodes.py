@@ -39,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wm.checkpoint import fsync_dir, fsync_file
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 GOP = 8
@@ -58,6 +60,8 @@ DECORD_BAD_WIDTHS = frozenset({1, 2, 3, 4, 6, 8, 12, 16, 24, 48, 72})
 """Output widths at which decord 0.6 fails to copy a frame (checked for every width up to 1099)."""
 
 NPZ_LOAD_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
+
+
 def decord_module():  # noqa: ANN201
     """decord, imported on first use: it bundles an old zlib that, once loaded, breaks PNG reading in
     pygame (used by gymnasium's classic-control renderers), so only code that decodes video loads it."""
@@ -69,6 +73,8 @@ def decord_module():  # noqa: ANN201
 def video_load_errors() -> tuple[type[BaseException], ...]:
     """Errors of opening or decoding a video (decord's own among them)."""
     return (decord_module().DECORDError, RuntimeError, OSError)
+
+
 _NAME = re.compile(r"^episode_(\d{6,})$")
 _TEMP_SUFFIXES = (".tmp.mp4", ".tmp.npz", ".json.tmp")
 
@@ -141,19 +147,6 @@ def _stored_actions(actions: np.ndarray, desc: dict[str, Any], num_steps: int) -
 # ----------------------------------------------------------------------------- files
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
@@ -161,7 +154,7 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _video_width(width: int) -> int:
@@ -339,11 +332,11 @@ class EpisodeWriter:
         files = {"video": f"{name}.mp4", "data": f"{name}.npz"}
         video_tmp, data_tmp = self.root / f"{name}.tmp.mp4", self.root / f"{name}.tmp.npz"
         _write_video(video_tmp, frames, self.manifest["fps"], self.manifest["codec"])
-        _fsync_file(video_tmp)
+        fsync_file(video_tmp)
         _write_npz(data_tmp, arrays)
         os.replace(video_tmp, self.root / files["video"])
         os.replace(data_tmp, self.root / files["data"])
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self.manifest["episodes"].append(self._entry(name, files, arrays, info or {}))
         _write_json_atomic(self.root / MANIFEST, self.manifest)
         self._next += 1
