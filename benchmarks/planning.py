@@ -34,6 +34,8 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench_planning")
     p.add_argument("--results", default="benchmarks/results")
     p.add_argument("--tag", default="tworooms")
+    p.add_argument("--different-rooms", action=argparse.BooleanOptionalAction, default=True,
+                   help="TwoRooms: start and goal in different rooms (turn off for other environments)")
     args = p.parse_args()
     cem, mppi = CEMConfig(), MPPIConfig()
     if args.samples:
@@ -42,6 +44,7 @@ def main() -> None:
     cfg = PlanningBenchmarkConfig(
         env_id=args.env, episodes=args.episodes, max_steps=args.max_steps, action_repeat=args.action_repeat,
         horizon=args.horizon, planners=tuple(args.planners), cem=cem, mppi=mppi, gifs=1,
+        reset_options=(("different_rooms", True),) if args.different_rooms else (),
     )
     summary = run_planning_benchmark(args.checkpoint, args.out, cfg)
     summary["torch_threads"] = torch.get_num_threads()
