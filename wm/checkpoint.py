@@ -190,3 +190,15 @@ def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
     """Delete all but the ``keep`` newest checkpoints."""
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_training(path: str | Path, module: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Load a checkpoint's weights (checked) and optimizer state for resuming; returns the saved step."""
+    load_state_checked(module, load_weights(path), path)
+    state = load_trainer_state(path)
+    if state is None:
+        raise ValueError(
+            f"cannot resume from {path}: it has no {STATE_FILE} (a checkpoint written for inference only)"
+        )
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])

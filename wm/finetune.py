@@ -33,11 +33,11 @@ from wm.checkpoint import (
     jepa_config_of,
     latest_checkpoint,
     load_state_checked,
-    load_trainer_state,
     load_weights,
     prune_checkpoints,
     read_config,
     resolve_checkpoint,
+    restore_training,
     save_checkpoint,
 )
 from wm.config import JEPAConfig
@@ -443,9 +443,4 @@ class _FinetuneLoop:
                 f"{saved.get('classes')} but this run has classes {self.model.classes} "
                 "(use another output_dir, or resume=False to start over)"
             )
-        load_state_checked(self.model, load_weights(ckpt), ckpt)
-        state = load_trainer_state(ckpt)
-        if state is None:
-            raise ValueError(f"cannot resume from {ckpt}: it has no trainer_state.pt")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
+        self.step = restore_training(ckpt, self.model, self.optimizer)

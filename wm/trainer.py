@@ -27,10 +27,10 @@ from wm.checkpoint import (
     jepa_config_of,
     latest_checkpoint,
     load_state_checked,
-    load_trainer_state,
     load_weights,
     prune_checkpoints,
     resolve_checkpoint,
+    restore_training,
     save_checkpoint,
 )
 from wm.config import JEPAConfig
@@ -338,9 +338,4 @@ class _Loop:
                     f"cannot resume from {ckpt}: it was trained with {name}={getattr(saved, name)!r} but the config "
                     f"says {getattr(self.cfg, name)!r} (use another output_dir, or resume=False to start over)"
                 )
-        load_state_checked(self.model, load_weights(ckpt), ckpt)
-        state = load_trainer_state(ckpt)
-        if state is None:
-            raise ValueError(f"cannot resume from {ckpt}: it has no trainer_state.pt")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
+        self.step = restore_training(ckpt, self.model, self.optimizer)

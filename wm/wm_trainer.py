@@ -27,11 +27,11 @@ from wm.checkpoint import (
     jepa_config_of,
     latest_checkpoint,
     load_state_checked,
-    load_trainer_state,
     load_weights,
     prune_checkpoints,
     read_config,
     resolve_checkpoint,
+    restore_training,
     save_checkpoint,
 )
 from wm.config import JEPAConfig
@@ -386,12 +386,7 @@ class WorldModelTrainer:
         ckpt = latest_checkpoint(self.run_dir) if self.cfg.resume else None
         if ckpt is None:
             return
-        load_state_checked(self.model, load_weights(ckpt), ckpt)
-        state = load_trainer_state(ckpt)
-        if state is None:
-            raise ValueError(f"cannot resume from {ckpt}: it has no trainer_state.pt")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
+        self.step = restore_training(ckpt, self.model, self.optimizer)
 
 
 @torch.no_grad()
