@@ -61,7 +61,9 @@ class PlanningBenchmarkConfig:
     """Episodes rendered as GIFs with latent-distance plots (first planner only)."""
 
 
-def _make_env(cfg: PlanningBenchmarkConfig) -> gym.Env:
+def make_benchmark_env(cfg: PlanningBenchmarkConfig) -> gym.Env:
+    """The evaluation environment: pixels, the goal image in the reset info, the benchmark's action repeat
+    and reset options (shared with `benchmarks/sb3_policies.py`, so that every row sees the same task)."""
     env = gym.make(cfg.env_id)
     if cfg.action_repeat > 1:
         env = ActionRepeat(env, cfg.action_repeat)
@@ -83,7 +85,7 @@ def run_planning_benchmark(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = PlanningModel(load_world_model(checkpoint))
-    env = _make_env(cfg)
+    env = make_benchmark_env(cfg)
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
         raise ValueError(f"the planners need a continuous (Box) action space; {cfg.env_id} has {space}")
@@ -98,7 +100,7 @@ def run_planning_benchmark(
     results: dict[str, Any] = {}
     for label, policy in methods.items():
         t0 = time.perf_counter()
-        res = evaluate(policy, lambda: _make_env(cfg), cfg.episodes, cfg.seed, cfg.max_steps)
+        res = evaluate(policy, lambda: make_benchmark_env(cfg), cfg.episodes, cfg.seed, cfg.max_steps)
         row = res.to_dict()
         row["wall_seconds"] = time.perf_counter() - t0
         results[label] = row
@@ -123,7 +125,7 @@ def run_planning_benchmark(
         first = cfg.planners[0]
         for i in range(cfg.gifs):
             agent = MPCAgent(model, _planner(first, model, space, cfg), frame_history=model.frame_history)
-            render_episode(agent, _make_env(cfg), cfg.seed + i, cfg.max_steps, out / f"episode_{i}")
+            render_episode(agent, make_benchmark_env(cfg), cfg.seed + i, cfg.max_steps, out / f"episode_{i}")
     return summary
 
 

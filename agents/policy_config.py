@@ -35,7 +35,11 @@ class PolicyTrainingConfig:
     reset_options: str = ""
     """JSON object passed to every reset of the real environment, e.g. '{"different_rooms": true}'."""
     max_episode_steps: int = 0
-    """Episode length in the real environment and the dream (0: the registered limit, else 100 in the dream)."""
+    """Episode length in agent steps, in the real environment and the dream (0: the registered limit divided by
+    ``action_repeat``; 100 in the dream when the environment registers none)."""
+    action_repeat: int = 1
+    """Apply each action this many times in the real environment (`envs.action_repeat.ActionRepeat`): match the
+    ``frame_skip`` the world model's episodes were recorded with, so that one dream step is one agent step."""
     num_envs: int = 4
     """Environments stepped together (one batched encoder or model call a step)."""
     dream_starts: str = ""
@@ -96,7 +100,7 @@ class PolicyTrainingConfig:
                 "PolicyTrainingConfig.checkpoint is empty: give a world-model checkpoint directory"
             )
         for name in ("steps", "num_envs", "dream_start_steps", "dream_context", "batch_size", "n_steps",
-                     "n_epochs", "buffer_size", "net_width", "net_depth", "eval_episodes"):  # fmt: skip
+                     "n_epochs", "buffer_size", "net_width", "net_depth", "eval_episodes", "action_repeat"):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(

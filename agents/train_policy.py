@@ -53,28 +53,36 @@ class PolicyTrainingResult:
     timesteps: int
     """Timesteps learned (real in latent mode, imagined in dream mode)."""
     real_env_steps: int
-    """Real environment steps spent on training (evaluation excluded): the timesteps in latent mode, the
-    random steps that gave the start latents in dream mode (0 with recorded episodes)."""
+    """Real environment steps spent on training (evaluation excluded), counting every repeat of an action: the
+    timesteps x action_repeat in latent mode, the random steps that gave the start latents in dream mode (0
+    with recorded episodes)."""
     seconds: float
     """Wall-clock time of the whole run (collection, learning, evaluation)."""
 
 
 def real_env(cfg: PolicyTrainingConfig, model: WorldModel, num_envs: int) -> VecEnv:
     """The real environment seen through the model's encoder, for SB3, with episode statistics."""
-    kwargs = {"max_episode_steps": cfg.max_episode_steps} if cfg.max_episode_steps else {}
-    return VecMonitor(
-        latent_vector_env(
-            cfg.env, model, num_envs, goal=cfg.goal, reset_options=cfg.reset_options_dict, env_kwargs=kwargs
-        )
+    # gymnasium's TimeLimit sits under ActionRepeat and counts environment steps.
+    kwargs = {"max_episode_steps": cfg.max_episode_steps * cfg.action_repeat} if cfg.max_episode_steps else {}
+    env = latent_vector_env(
+        cfg.env,
+        model,
+        num_envs,
+        goal=cfg.goal,
+        reset_options=cfg.reset_options_dict,
+        env_kwargs=kwargs,
+        action_repeat=cfg.action_repeat,
     )
+    return VecMonitor(env)
 
 
 def dream_horizon(cfg: PolicyTrainingConfig) -> int:
-    """Dream episode length: ``max_episode_steps``, else the real environment's registered limit, else 100."""
+    """Dream episode length in agent steps: ``max_episode_steps``, else the real environment's registered limit
+    over ``action_repeat`` (rounded up, as ActionRepeat ends its last step early), else 100."""
     if cfg.max_episode_steps:
         return cfg.max_episode_steps
     registered = gym.spec(cfg.env).max_episode_steps
-    return registered or 100
+    return -(-registered // cfg.action_repeat) if registered else 100
 
 
 def collect_start_latents(env: VecEnv, steps: int, seed: int, k: int, d: int) -> np.ndarray:
@@ -163,7 +171,7 @@ def train_policy(cfg: PolicyTrainingConfig, model: WorldModel | None = None) -> 
     algo.save(path)
     env.close()
     if cfg.mode == "latent":
-        real_steps = int(algo.num_timesteps)
+        real_steps = int(algo.num_timesteps) * cfg.action_repeat
     result = PolicyTrainingResult(str(path), int(algo.num_timesteps), real_steps, time.perf_counter() - start)
     summary = {"config": dataclasses.asdict(cfg), **dataclasses.asdict(result)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -181,7 +189,7 @@ def _training_env(cfg: PolicyTrainingConfig, model: WorldModel) -> tuple[VecEnv,
     else:
         k, d = model.k, model.spec.latent_dim
         starts = collect_start_latents(real, cfg.dream_start_steps, cfg.seed, k, d)
-        steps = len(starts)
+        steps = len(starts) * cfg.action_repeat
     action_space = real.action_space
     real.close()
     return dream_env(cfg, model, starts, action_space), steps

@@ -21,6 +21,7 @@ from gymnasium.wrappers.vector import TransformObservation
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from envs.action_repeat import ActionRepeat
 from envs.latent import ModelSource, VectorLatentObservationWrapper, pixel_env
 from envs.reset_options import ResetOptions
 
@@ -145,6 +146,7 @@ def latent_vector_env(
     env_kwargs: dict[str, Any] | None = None,
     resize: bool | None = False,
     device: str = "cpu",
+    action_repeat: int = 1,
 ) -> SB3VecEnv:
     """``num_envs`` copies of ``env_id`` seen through the world model's encoder, for SB3, one encoder call a step.
 
@@ -153,9 +155,12 @@ def latent_vector_env(
     policy moves between the two. ``reset_options`` go to every reset (e.g. ``{"different_rooms": True}``);
     ``env_kwargs`` to ``gymnasium.make`` (e.g. ``max_episode_steps``). ``resize`` as in the wrapper; by default
     (False) frames reach the model at their own size and it resizes them, as for `agents.sb3.LatentPolicyPrior`
-    and the MPC agent, so that all of them see the same latents.
+    and the MPC agent, so that all of them see the same latents. ``action_repeat`` > 1 applies each action that
+    many times (`envs.action_repeat.ActionRepeat`, inside the registered time limit, which counts env steps).
     """
     wrappers: list[Any] = [partial(pixel_env, source="auto")]
+    if action_repeat > 1:
+        wrappers.insert(0, partial(ActionRepeat, k=action_repeat))
     if reset_options:
         wrappers.insert(0, partial(ResetOptions, options=dict(reset_options)))
     venv = gym.make_vec(

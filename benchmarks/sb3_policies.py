@@ -17,10 +17,11 @@ Each row: success rate with its Wilson 95% interval, mean final distance, real e
 training, wall-clock seconds of training and of evaluation. Written to ``benchmarks/results/sb3_policies.json``
 (``--out``); the policies, TensorBoard logs and summaries go under ``--work-dir``.
 
-Full run (a trained world model, e.g. from ``torchwm demo`` or ``torchwm train-world-model``)::
+Full run, as in the README (the demo's world model, trained on recordings with frame skip 4, hence
+action repeat 4 and 25 agent steps = the registered 100 environment steps, as in the planning table)::
 
-    python benchmarks/sb3_policies.py --checkpoint runs/demo/world_model \\
-        --latent-steps 200000 --dream-steps 500000 --num-envs 8
+    python benchmarks/sb3_policies.py --checkpoint runs/demo/world_model --dream-starts runs/demo/episodes \\
+        --latent-steps 100000 --dream-steps 300000 --num-envs 8 --action-repeat 4 --max-steps 25
 """
 
 from __future__ import annotations
@@ -33,26 +34,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 
 import envs  # noqa: F401  (registers the built-in ids)
-from agents.benchmark import PlanningBenchmarkConfig
+from agents.benchmark import PlanningBenchmarkConfig, make_benchmark_env
 from agents.evaluate import EvalResult, RandomPolicy, evaluate
 from agents.policy_config import PolicyTrainingConfig
 from agents.sb3 import LatentPolicyPrior
 from agents.train_policy import train_policy
-from envs.reset_options import ResetOptions
 from wm.wm_trainer import load_world_model
 from wm.world_model import WorldModel
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "sb3_policies.json"
-
-
-def make_env(cfg: PlanningBenchmarkConfig) -> gym.Env:
-    """The planning benchmark's evaluation environment (pixels, goal image in the reset info)."""
-    env = gym.make(cfg.env_id)
-    return ResetOptions(env, dict(cfg.reset_options)) if cfg.reset_options else env
 
 
 def training_config(
@@ -69,6 +62,7 @@ def training_config(
         goal=True,
         reset_options=json.dumps(dict(bench.reset_options)),
         max_episode_steps=bench.max_steps,
+        action_repeat=bench.action_repeat,
         num_envs=args.num_envs,
         dream_starts=args.dream_starts,
         dream_start_steps=args.dream_start_steps,
@@ -87,7 +81,9 @@ def evaluation_row(result: EvalResult, seconds: float) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    bench = PlanningBenchmarkConfig(episodes=args.episodes, seed=args.seed, max_steps=args.max_steps)
+    bench = PlanningBenchmarkConfig(
+        episodes=args.episodes, seed=args.seed, max_steps=args.max_steps, action_repeat=args.action_repeat
+    )
     world_model: WorldModel = load_world_model(args.checkpoint)
     methods: dict[str, Any] = {}
     for mode in ("latent", "dream"):
@@ -95,7 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trained = train_policy(cfg, world_model)
         t0 = time.perf_counter()
         policy = LatentPolicyPrior(trained.policy, world_model)
-        result = evaluate(policy, lambda: make_env(bench), bench.episodes, bench.seed, bench.max_steps)
+        result = evaluate(policy, lambda: make_benchmark_env(bench), bench.episodes, bench.seed, bench.max_steps)
         row = evaluation_row(result, time.perf_counter() - t0)
         row.update(
             timesteps=trained.timesteps, real_env_steps=trained.real_env_steps, train_seconds=trained.seconds,
@@ -105,8 +101,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report(f"ppo_{mode}", row)
     t0 = time.perf_counter()
     random = evaluate(
-        RandomPolicy(make_env(bench).action_space, seed=bench.seed),
-        lambda: make_env(bench),
+        RandomPolicy(make_benchmark_env(bench).action_space, seed=bench.seed),
+        lambda: make_benchmark_env(bench),
         bench.episodes,
         bench.seed,
         bench.max_steps,
@@ -121,7 +117,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "env_id": bench.env_id,
         "checkpoint": str(args.checkpoint),
         "evaluation": {
-            k: v for k, v in dataclasses.asdict(bench).items() if k in ("episodes", "max_steps", "seed")
+            k: v
+            for k, v in dataclasses.asdict(bench).items()
+            if k in ("episodes", "max_steps", "seed", "action_repeat")
         }
         | {"reset_options": dict(bench.reset_options)},
         "budgets": {
@@ -159,7 +157,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-seed", type=int, default=0, help="seed of training (evaluation uses --seed)")
     p.add_argument("--episodes", type=int, default=defaults.episodes, help="evaluation episodes")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the first evaluation episode")
-    p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="step budget of an episode")
+    p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="step budget of an episode (agent steps)")
+    p.add_argument(
+        "--action-repeat", type=int, default=defaults.action_repeat, help="match the recording's --frame-skip"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     p.add_argument("--work-dir", default="runs/sb3_policies", help="policies, TensorBoard logs, summaries")
     p.add_argument("--out", default=str(RESULTS_PATH), help="results JSON")

@@ -297,3 +297,27 @@ def test_train_policy_names_a_bad_value(
     argv = ["train-policy", "--checkpoint", str(checkpoint), "--steps", "0", "--out", str(tmp_path / "x")]
     assert main(argv) == 2
     assert "steps=0" in capsys.readouterr().err
+
+
+def test_action_repeat_makes_one_training_step_k_env_steps(world_model: WorldModel) -> None:
+    """With action_repeat k the real environment moves k steps an agent step, its time limit counts agent
+    steps, and the dream's episode length is the registered limit in agent steps."""
+    from agents.policy_config import PolicyTrainingConfig
+    from agents.train_policy import dream_horizon, real_env
+
+    cfg = PolicyTrainingConfig(checkpoint="unused", max_episode_steps=5, action_repeat=4, num_envs=2)
+    env = real_env(cfg, world_model, 2)
+    env.seed(0)
+    env.reset()
+    steps, done, repeats = 0, np.zeros(2, dtype=bool), []
+    while not done.any():
+        _, _, done, infos = env.step(np.zeros((2, 2), dtype=np.float32))
+        repeats += [info["repeats"] for info in infos]
+        steps += 1
+    assert steps == 5 and done.all() and repeats == [4] * 10
+    assert [info["episode"]["l"] for info in infos] == [5, 5]
+    env.close()
+    assert dream_horizon(PolicyTrainingConfig(checkpoint="unused", action_repeat=4)) == 25
+    assert dream_horizon(cfg) == 5
+    with pytest.raises(ValueError, match="action_repeat=0"):
+        PolicyTrainingConfig(checkpoint="unused", action_repeat=0).validate()
