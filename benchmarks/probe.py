@@ -85,6 +85,16 @@ class ProbeSettings:
     """D, the width of a latent token."""
     wm_batch_size: int = 32
     """Sequences per world-model step."""
+    freeze_encoder: bool = True
+    """Keep the JEPA encoder frozen; false: train it jointly with the dynamics (PLDM-style)."""
+    wm_seq_len: int = 0
+    """Steps per world-model training sequence (0: horizon + 1); its rollout loss spans wm_seq_len - 1 steps."""
+    var_weight: float = 1.0
+    """Weight of the world model's variance term (joint training needs more: the encoder can collapse)."""
+    ema_start: float = 0.99
+    """EMA momentum of the world model's targets at the first step (0: the online weights themselves)."""
+    ema_end: float = 0.999
+    """EMA momentum of the world model's targets at the last step."""
     horizon: int = 8
     """Longest predicted horizon probed (and the world model's predict_horizon)."""
     probe_stride: int = 4
@@ -182,8 +192,12 @@ def world_model_config(s: ProbeSettings, data: Path, encoder: Path, out: Path) -
         encoder_checkpoint=str(encoder),
         latent_grid=s.latent_grid,
         latent_dim=s.latent_dim,
-        predict_horizon=s.horizon,
-        seq_len=s.horizon + 1,
+        predict_horizon=(s.wm_seq_len or s.horizon + 1) - 1,
+        seq_len=s.wm_seq_len or s.horizon + 1,
+        freeze_encoder=s.freeze_encoder,
+        var_weight=s.var_weight,
+        ema_start=s.ema_start,
+        ema_end=s.ema_end,
         steps=s.wm_steps,
         batch_size=s.wm_batch_size,
         seed=s.seed,

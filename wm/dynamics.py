@@ -57,9 +57,11 @@ class DynamicsPredictor(nn.Module):
         num_heads: int,
         max_steps: int = 64,
         proprio_dim: int = 0,
+        residual: bool = True,
     ) -> None:
         super().__init__()
         self.k, self.width, self.max_steps = tokens_per_step, width, max_steps
+        self.residual = residual
         self.has_proprio = proprio_dim > 0
         self.latent_in = nn.Linear(latent_dim, width)
         self.action_in = nn.Linear(action_dim, width)
@@ -112,7 +114,8 @@ class DynamicsPredictor(nn.Module):
     ) -> tuple[torch.Tensor, KVCache]:
         """z [B, T, K, D], actions [B, T, A] (action t follows z_t) -> (predicted z_{t+1} [B, T, K, D], cache).
 
-        With a cache from earlier calls, the T new steps continue that sequence.
+        With a cache from earlier calls, the T new steps continue that sequence. A residual predictor outputs
+        z_t + delta: "nothing moves" is where it starts, and it only has to learn the motion.
         """
         past = 0 if cache is None else cache[0][0].shape[2] // self.tokens_per_block
         x = self._tokens(z, actions, past, proprio)
@@ -122,4 +125,5 @@ class DynamicsPredictor(nn.Module):
             x, kv = block(x, mask, None if cache is None else cache[i])
             new_cache.append(kv)
         x = rearrange(x, "b (t s) w -> b t s w", s=self.tokens_per_block)[:, :, : self.k]
-        return self.head(self.norm(x)), new_cache
+        out = self.head(self.norm(x))
+        return (z + out if self.residual else out), new_cache

@@ -82,6 +82,10 @@ class WorldModelConfig:
     """Weight of the variance hinge on the online latents."""
     cov_weight: float = 0.05
     """Weight of the covariance penalty on the online latents."""
+    smooth_weight: float = 0.0
+    """Weight of the temporal smoothness term, the mean squared change of the online latent between steps
+    (PLDM's time-similarity loss: with a jointly trained encoder it keeps the variance and covariance
+    terms from being met by features that jump when the agent moves a little)."""
     reward_weight: float = 1.0
     """Weight of the reward regression."""
     steps: int = 2000
@@ -167,7 +171,8 @@ def load_world_model(path: str | Path, device: str = "cpu") -> WorldModel:
     if raw.get("kind") != "world_model":
         raise ValueError(f"{ckpt} holds a {raw.get('kind', 'unknown')!r} checkpoint, not a world model")
     try:
-        jepa_cfg, spec = JEPAConfig.from_dict(raw["jepa"]), WorldModelSpec(**raw["spec"])
+        # Checkpoints written before WorldModelSpec.residual existed hold direct (non-residual) predictors.
+        jepa_cfg, spec = JEPAConfig.from_dict(raw["jepa"]), WorldModelSpec(**{"residual": False, **raw["spec"]})
         freeze = bool(raw["train"]["freeze_encoder"])
     except (KeyError, TypeError, ValueError) as err:  # a missing section, an unknown or invalid field
         raise ValueError(
@@ -228,11 +233,13 @@ def world_model_loss(
     flat = z.reshape(-1, z.shape[-2] * z.shape[-1])
     terms["variance"] = variance_loss(flat)
     terms["covariance"] = covariance_loss(flat)
+    terms["smoothness"] = (z[:, 1:] - z[:, :-1]).pow(2).mean()
     total = (
         cfg.teacher_forcing_weight * terms["teacher_forcing"]
         + cfg.rollout_weight * terms["rollout"]
         + cfg.var_weight * terms["variance"]
         + cfg.cov_weight * terms["covariance"]
+        + cfg.smooth_weight * terms["smoothness"]
     )
     if model.reward_head is not None and "rewards" in batch:
         pred_r = model.reward_head(z.detach(), actions)
@@ -260,6 +267,8 @@ class WorldModelTrainer:
         self.features: list[torch.Tensor] = []
         if cfg.freeze_encoder:
             self._cache_features()
+        else:
+            self._sample_feature_stats()
 
     def _cache_features(self) -> None:
         """Encode every frame once with the frozen encoder: region means [L+1, K, De] per episode; centre
@@ -274,6 +283,23 @@ class WorldModelTrainer:
             bar.update(1)
         bar.close()
         self.model.set_feature_stats(torch.cat(self.features))
+
+    def _sample_feature_stats(self, frames_per_episode: int = 8, max_frames: int = 4096) -> None:
+        """Centre the latent head's input on the initial encoder's region means of frames spread over the data
+        set (a fixed affine map: the jointly trained encoder moves away from it, the head adapts).
+
+        Without it, a new or pretrained encoder's region means differ between states by a tiny fraction of
+        their size, the latents start collapsed, and the variance term takes hundreds of steps to undo it.
+        """
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        per = max(1, min(frames_per_episode, max_frames // max(1, len(self.dataset.episodes))))
+        pooled = []
+        for e in range(len(self.dataset.episodes)):
+            video = self.dataset.video(e)
+            picks = torch.randperm(len(video), generator=gen)[:per].sort().values.tolist()
+            frames = torch.from_numpy(video.get(picks))  # (n, H, W, C): each frame a one-step clip
+            pooled.append(self.model.pooled_features(frames[:, None])[:, 0])
+        self.model.set_feature_stats(torch.cat(pooled))
 
     def _pooled_in_chunks(self, frames: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """Region means of one episode's frames [L+1, H, W, C] -> [L+1, K, De], ``chunk`` steps at a time.

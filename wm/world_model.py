@@ -56,6 +56,8 @@ class WorldModelSpec:
     """Learn recorded rewards r_t = R(z_t, a_t)."""
     predict_horizon: int = 8
     """Default rollout length H."""
+    residual: bool = True
+    """The dynamics predict z_{t+1} - z_t (added to z_t) rather than z_{t+1} itself."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -119,6 +121,7 @@ class WorldModel(nn.Module):
             spec.heads,
             spec.max_steps,
             spec.proprio_dim,
+            spec.residual,
         )
         self.reward_head = RewardHead(self.k * spec.latent_dim, spec.action_dim) if spec.reward_head else None
         self.target_head = copy.deepcopy(self.head).requires_grad_(False)

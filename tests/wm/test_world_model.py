@@ -369,3 +369,61 @@ def test_frozen_encoder_region_means_are_centred_so_latents_follow_the_state(
         torch.testing.assert_close(head.feature_scale, (pooled - pooled.mean(0)).pow(2).mean().sqrt())
     z = trainer.model.target_head.project(pooled)
     assert z.std(0).mean() > 0.2  # uncentred, the static scene dominates and z hardly moves (~0.01)
+
+
+def test_residual_dynamics_start_from_nothing_moves_and_the_flag_switches_it_off() -> None:
+    z = torch.randn(3, 2, K, D)
+    actions = torch.randn(3, 4, A)
+    for residual in (True, False):
+        model = tiny_model(residual=residual)
+        torch.nn.init.zeros_(model.dynamics.head.weight)
+        torch.nn.init.zeros_(model.dynamics.head.bias)
+        futures = model.rollout(z, actions)  # every step predicts a zero change, or zero itself
+        expected = z[:, -1:].expand(-1, 4, -1, -1) if residual else torch.zeros_like(futures)
+        torch.testing.assert_close(futures, expected, rtol=0, atol=0)
+
+
+def test_a_checkpoint_from_before_the_residual_flag_loads_as_a_direct_predictor(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import json
+
+    from wm.checkpoint import CONFIG_FILE, resolve_checkpoint
+
+    final = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "wm")).run()
+    assert load_world_model(final).spec.residual  # new checkpoints say residual=True
+    config_path = resolve_checkpoint(final) / CONFIG_FILE
+    config = json.loads(config_path.read_text())
+    del config["spec"]["residual"]  # as written before the flag existed
+    config_path.write_text(json.dumps(config))
+    old = load_world_model(final)
+    assert not old.spec.residual and not old.dynamics.residual
+
+
+def test_joint_training_centres_the_head_input_on_sampled_frames(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cfg = wm_cfg(pretrained, tmp_path / "wm", freeze_encoder=False)
+    trainer = WorldModelTrainer(cfg)
+    head = trainer.model.head
+    assert head.feature_scale.item() != 1.0 and head.feature_mean.abs().sum() > 0
+    torch.testing.assert_close(trainer.model.target_head.feature_mean, head.feature_mean)
+    frames = torch.from_numpy(trainer.dataset.video(0).get(list(range(8))))
+    z = trainer.model.encode(frames[None])[0]
+    assert z.std(0).mean() > 0.2  # latents of different states differ from the first step on
+
+
+def test_smoothness_term_is_the_mean_squared_step_of_the_online_latent() -> None:
+    from dataclasses import replace
+
+    model = tiny_model(freeze_encoder=False)
+    batch = {"frames": random_frames(3, 4), "actions": torch.randn(3, 4, A), "rewards": torch.randn(3, 4)}
+    torch.manual_seed(0)
+    plain = world_model_loss(model, loss_cfg(), batch)
+    torch.manual_seed(0)
+    smooth = world_model_loss(model, replace(loss_cfg(), smooth_weight=2.0), batch)
+    z, _ = model.latents_for_training(batch["frames"])
+    expected = (z[:, 1:] - z[:, :-1]).pow(2).mean()
+    torch.testing.assert_close(smooth["smoothness"], expected)
+    assert expected > 0
+    torch.testing.assert_close(smooth["total"], plain["total"] + 2.0 * expected)
