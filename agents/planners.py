@@ -71,8 +71,9 @@ class PlannerConfig:
     """Upper clamp of the refit standard deviation."""
     cost: CostKind = "latent_l2"
     """``latent_l2``/``latent_l1``: mean squared/absolute latent difference to the goal; ``reward``: minus the predicted reward."""
-    cost_on: CostOn = "final"
-    """Score the ``final`` predicted step only, or the ``sum`` over the horizon."""
+    cost_on: CostOn = "sum"
+    """Score the ``sum`` over the horizon (default: on TwoRooms it gave CEM 0.64 success against 0.42 for the
+    final step alone, same model and seeds), or the ``final`` predicted step only (DINO-WM's choice)."""
     policy_prior_samples: int = 0
     """At most this many prior action sequences replace sampled candidates (0: no prior)."""
     replan_every: int = 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,19 +32,24 @@ def main() -> None:
     p.add_argument("--horizon", type=int, default=8)
     p.add_argument("--samples", type=int, default=0, help="override both planners' sample counts (0: defaults)")
     p.add_argument("--planners", nargs="+", default=["cem", "mppi"])
+    p.add_argument("--cost-on", choices=["final", "sum"], default="sum", help="score the final step or the sum")
+    p.add_argument("--iterations", type=int, default=0, help="override both planners' iterations (0: defaults)")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip random and greedy")
     p.add_argument("--out", default="runs/bench_planning")
     p.add_argument("--results", default="benchmarks/results")
     p.add_argument("--tag", default="tworooms")
     p.add_argument("--different-rooms", action=argparse.BooleanOptionalAction, default=True,
                    help="TwoRooms: start and goal in different rooms (turn off for other environments)")
     args = p.parse_args()
-    cem, mppi = CEMConfig(), MPPIConfig()
+    cem, mppi = CEMConfig(cost_on=args.cost_on), MPPIConfig(cost_on=args.cost_on)
     if args.samples:
-        cem = CEMConfig(num_samples=args.samples, num_elites=max(args.samples // 10, 2))
-        mppi = MPPIConfig(num_samples=args.samples, num_elites=max(args.samples // 8, 2))
+        cem = replace(cem, num_samples=args.samples, num_elites=max(args.samples // 10, 2))
+        mppi = replace(mppi, num_samples=args.samples, num_elites=max(args.samples // 8, 2))
+    if args.iterations:
+        cem, mppi = replace(cem, iterations=args.iterations), replace(mppi, iterations=args.iterations)
     cfg = PlanningBenchmarkConfig(
         env_id=args.env, episodes=args.episodes, max_steps=args.max_steps, action_repeat=args.action_repeat,
-        horizon=args.horizon, planners=tuple(args.planners), cem=cem, mppi=mppi, gifs=1,
+        horizon=args.horizon, planners=tuple(args.planners), cem=cem, mppi=mppi, gifs=1, baselines=args.baselines,
         reset_options=(("different_rooms", True),) if args.different_rooms else (),
     )
     summary = run_planning_benchmark(args.checkpoint, args.out, cfg)

@@ -51,7 +51,9 @@ class WorldModelConfig:
     root_path: str = "./episodes"
     """Episode directory written by `envs.record` (manifest.json + videos + npz)."""
     encoder_checkpoint: str = ""
-    """JEPA checkpoint (or run directory) whose encoder to load; empty: a new encoder from ``encoder_preset``."""
+    """JEPA checkpoint (or run directory) whose encoder to load; or a world model's, whose encoder and latent
+    head are loaded and the head kept fixed (train the dynamics on a jointly learned latent: the second phase
+    of the two-phase recipe); empty: a new encoder from ``encoder_preset``."""
     encoder_preset: str = "tiny"
     """`JEPAConfig` preset for a new encoder (used when ``encoder_checkpoint`` is empty)."""
     freeze_encoder: bool = True
@@ -203,14 +205,22 @@ def build_world_model(cfg: WorldModelConfig, dataset: RolloutClips) -> WorldMode
         jepa_cfg = jepa_config_of(ckpt)
         model = WorldModel(jepa_cfg, spec, cfg.freeze_encoder)
         weights = load_weights(ckpt)
-        encoder_weights = {
-            k[len("target_encoder.") :]: v for k, v in weights.items() if k.startswith("target_encoder.")
-        }
-        load_state_checked(model.encoder, encoder_weights, ckpt)
+        # `encode` reads the EMA targets, so those are the weights to carry over (a frozen world model has none).
+        prefix = "target_encoder." if any(k.startswith("target_encoder.") for k in weights) else "encoder."
+        load_state_checked(model.encoder, _under(weights, prefix), ckpt)
+        if read_config(ckpt).get("kind") == "world_model":
+            load_state_checked(model.head, _under(weights, "target_head."), ckpt)
+            model.target_head.load_state_dict(model.head.state_dict())
+            model.head.requires_grad_(False)
         if model.target_encoder is not None:
             model.target_encoder.load_state_dict(model.encoder.state_dict())
         return model
     return WorldModel(JEPAConfig.preset(cfg.encoder_preset), spec, freeze_encoder=False)
+
+
+def _under(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose names start with ``prefix``, the prefix removed."""
+    return {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
 
 
 def world_model_loss(
@@ -266,13 +276,14 @@ class WorldModelTrainer:
         self.last_terms: dict[str, float] = {}
         self.features: list[torch.Tensor] = []
         if cfg.freeze_encoder:
-            self._cache_features()
+            # A head loaded from a world model keeps the input statistics it was trained with.
+            self._cache_features(set_stats=any(p.requires_grad for p in self.model.head.parameters()))
         else:
             self._sample_feature_stats()
 
-    def _cache_features(self) -> None:
+    def _cache_features(self, set_stats: bool = True) -> None:
         """Encode every frame once with the frozen encoder: region means [L+1, K, De] per episode; centre
-        the latent head's input on their statistics."""
+        the latent head's input on their statistics (``set_stats``)."""
         self.features = []
         bar = tqdm(
             self.dataset.episodes, disable=not self.cfg.progress, desc="encoding frames", unit="episode"
@@ -282,7 +293,8 @@ class WorldModelTrainer:
             self.features.append(self._pooled_in_chunks(frames))
             bar.update(1)
         bar.close()
-        self.model.set_feature_stats(torch.cat(self.features))
+        if set_stats:
+            self.model.set_feature_stats(torch.cat(self.features))
 
     def _sample_feature_stats(self, frames_per_episode: int = 8, max_frames: int = 4096) -> None:
         """Centre the latent head's input on the initial encoder's region means of frames spread over the data

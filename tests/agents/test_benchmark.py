@@ -111,10 +111,11 @@ def test_demo_quick_runs_every_stage(tmp_path: Path) -> None:
     from torchwm.demo import run_demo
 
     result = run_demo(tmp_path / "demo", quick=True)
-    assert {"mpc_cem", "random"} <= set(result["methods"])
+    assert {"mpc_mppi", "random"} <= set(result["methods"])
     for path in (
         "episodes/manifest.json",
         "jepa/summary.json",
+        "world_model_joint/summary.json",
         "world_model/summary.json",
         "planning/episode_0.gif",
     ):

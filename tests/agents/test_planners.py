@@ -70,7 +70,7 @@ def test_the_analytic_models_satisfy_the_protocols() -> None:
 
 @pytest.mark.parametrize("planner_cls, config_cls", PLANNERS)
 def test_planner_converges_on_a_quadratic(planner_cls: type, config_cls: type) -> None:
-    planner = planner_cls(CumsumModel(), [-1.0, -1.0], [1.0, 1.0], config_cls())
+    planner = planner_cls(CumsumModel(), [-1.0, -1.0], [1.0, 1.0], config_cls(cost_on="final"))
     z = torch.zeros(1, 1, 2)
     goal = torch.tensor([[[3.0, -2.0]]])
     plan = planner.plan(z, goal, torch.Generator().manual_seed(0))
@@ -184,7 +184,7 @@ def test_environments_are_planned_in_one_batched_rollout_per_iteration(
     planner_cls: type, config_cls: type
 ) -> None:
     model = CumsumModel()
-    config = config_cls()
+    config = config_cls(cost_on="final")
     planner = planner_cls(model, [-1, -1], [1, 1], config)
     z = torch.tensor([[[0.0, 0.0]], [[5.0, 5.0]], [[-2.0, 3.0]]])
     goal = torch.tensor([[[2.0, -2.0]], [[3.0, 7.0]], [[-2.0, 0.0]]])

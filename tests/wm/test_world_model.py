@@ -427,3 +427,21 @@ def test_smoothness_term_is_the_mean_squared_step_of_the_online_latent() -> None
     torch.testing.assert_close(smooth["smoothness"], expected)
     assert expected > 0
     torch.testing.assert_close(smooth["total"], plain["total"] + 2.0 * expected)
+
+
+def test_second_phase_trains_dynamics_on_the_latent_a_joint_run_learned(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    joint = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "joint", freeze_encoder=False, smooth_weight=1.0))
+    joint_ckpt = joint.run()
+    source = load_world_model(joint_ckpt)
+    phase2 = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "dyn", encoder_checkpoint=str(joint_ckpt)))
+    head_before = snapshot(phase2.model.head)
+    assert not any(p.requires_grad for p in phase2.model.head.parameters())
+    dynamics_before = snapshot(phase2.model.dynamics)
+    loaded = load_world_model(phase2.run())
+    frames = torch.from_numpy(phase2.dataset.video(0).get([0, 1, 2]))[None]
+    # the same latent space as the joint run's (its EMA encoder and head), and the head never moved
+    torch.testing.assert_close(loaded.encode(frames), source.encode(frames), rtol=0, atol=1e-6)
+    assert not changed(head_before, phase2.model.head)
+    assert changed(dynamics_before, phase2.model.dynamics)
