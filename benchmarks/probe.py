@@ -224,23 +224,21 @@ def world_model_config(s: ProbeSettings, data: Path, encoder: Path, out: Path) -
 
 
 def dynamics_config(s: ProbeSettings, data: Path, world_model: Path, out: Path) -> WorldModelConfig:
-    """The second phase: the first phase's encoder and latent head fixed, the dynamics trained alone."""
-    return WorldModelConfig(
-        root_path=str(data),
-        encoder_checkpoint=str(world_model),
-        latent_grid=s.latent_grid,
-        latent_dim=s.latent_dim,
+    """The second phase: the first phase's encoder and latent head fixed, the dynamics trained alone over
+    horizon + 1 step sequences (the head's regularisers are constants then, so they keep their defaults)."""
+    defaults = WorldModelConfig()
+    return dataclasses.replace(
+        world_model_config(s, data, world_model, out),
+        freeze_encoder=True,
         predict_horizon=s.horizon,
         seq_len=s.horizon + 1,
         steps=s.dynamics_steps,
         batch_size=s.dynamics_batch_size,
-        seed=s.seed,
-        device=s.device,
-        output_dir=str(out),
-        resume=False,
-        log_interval=50,
         checkpoint_interval=s.dynamics_steps,
-        progress=s.progress,
+        var_weight=defaults.var_weight,
+        smooth_weight=defaults.smooth_weight,
+        ema_start=defaults.ema_start,
+        ema_end=defaults.ema_end,
     )
 
 
