@@ -50,7 +50,7 @@ from wm.config import JEPAConfig
 from wm.episodes import load_episode, read_manifest
 from wm.losses import collapse_stats
 from wm.trainer import JEPAAgent
-from wm.wm_trainer import WorldModelConfig, WorldModelTrainer
+from wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model
 from wm.world_model import WorldModel
 
 matplotlib.use("Agg")
@@ -125,6 +125,8 @@ class ProbeSettings:
     """Where the episodes are recorded, or found from an earlier run (empty: ``work_dir``)."""
     jepa_run: str = ""
     """A pretrained JEPA run directory to use instead of pretraining one (its time is then not measured)."""
+    speed_only: str = ""
+    """A trained world-model checkpoint: only time its rollout (on a quiet machine) into rollout_speed.json."""
     out_dir: str = str(RESULTS_DIR)
     """Where probe.json and probe_r2_vs_horizon.png go."""
     progress: bool = True
@@ -462,7 +464,12 @@ def plot(path: Path, result: dict[str, Any]) -> None:
         title="TwoRooms: linear probes of $z_{t+h}$",
     )
     low = min(*pred_r, *copy, *copy_r, random_encoder)
-    ax.set_ylim(max(0.0, low - 0.05), 1.0)  # a prediction far below sits under the frame
+    bottom = max(0.0, low - 0.05)
+    ax.set_ylim(bottom, 1.0)  # a prediction far below sits under the frame; say so
+    if min(pred) < bottom:
+        values = ", ".join(f"{v:.2f}" for v in pred)
+        ax.text(0.99, 0.99, f"alpha={alpha:g} predictions (off the scale): {values}", transform=ax.transAxes,
+                ha="right", va="top", fontsize=6, color="C0")
     ax.legend(fontsize=6.5, loc="lower left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -510,6 +517,8 @@ def prepare_jepa(s: ProbeSettings, train_dir: Path) -> tuple[JEPAAgent, Path, di
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     s = parse_args(argv)
     torch.set_num_threads(s.threads)
+    if s.speed_only:
+        return speed_only(s)
     train_dir, test_dir, record_seconds = prepare_data(s)
     print(f"episodes ready in {record_seconds:.0f}s")
     agent, jepa_dir, jepa_seconds = prepare_jepa(s, train_dir)
@@ -528,7 +537,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **report(probes, speed),
         "train_seconds_jepa": None if jepa_seconds is None else round(jepa_seconds["wall"], 1),
         "train_cpu_seconds_jepa": None if jepa_seconds is None else round(jepa_seconds["cpu"], 1),
-        "train_cpu_seconds_world_model": round(wm_seconds["cpu"], 1),
+        "train_cpu_seconds_world_model": round(wm_seconds["cpu"] + (dyn_seconds or {}).get("cpu", 0.0), 1),
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
         "train_seconds_world_model": round(wm_seconds["total"] + (dyn_seconds or {}).get("total", 0.0), 1),
         "world_model_seconds": {k: round(v, 1) for k, v in wm_seconds.items()},
@@ -550,6 +559,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine_info(),
     }
     write_results(Path(s.out_dir), result)
+    return result
+
+
+def speed_only(s: ProbeSettings) -> dict[str, Any]:
+    """Time a trained model's planning-sized rollout from a held-out state; write rollout_speed.json."""
+    model = load_world_model(s.speed_only, s.device)
+    _, test_dir, _ = prepare_data(s)
+    z0 = model.encode(torch.from_numpy(load_split(test_dir).frames[0][:1])[None])[0, 0]
+    result = {
+        "checkpoint": s.speed_only,
+        **rollout_speed(model, z0, s.rollout_candidates, 8),
+        "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+        "machine": machine_info(),
+    }
+    out = Path(s.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rollout_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
     return result
 
 
