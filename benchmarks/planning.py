@@ -35,12 +35,15 @@ def main() -> None:
     p.add_argument("--cost-on", choices=["final", "sum"], default="sum", help="score the final step or the sum")
     p.add_argument("--iterations", type=int, default=0, help="override both planners' iterations (0: defaults)")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip random and greedy")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1: the small matmuls of a planning call run faster on one)")
     p.add_argument("--out", default="runs/bench_planning")
     p.add_argument("--results", default="benchmarks/results")
     p.add_argument("--tag", default="tworooms")
     p.add_argument("--different-rooms", action=argparse.BooleanOptionalAction, default=True,
                    help="TwoRooms: start and goal in different rooms (turn off for other environments)")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     cem, mppi = CEMConfig(cost_on=args.cost_on), MPPIConfig(cost_on=args.cost_on)
     if args.samples:
         cem = replace(cem, num_samples=args.samples, num_elites=max(args.samples // 10, 2))

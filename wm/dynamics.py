@@ -119,7 +119,8 @@ class DynamicsPredictor(nn.Module):
         """
         past = 0 if cache is None else cache[0][0].shape[2] // self.tokens_per_block
         x = self._tokens(z, actions, past, proprio)
-        mask = self._mask(z.shape[1], past, z.device)
+        # One new step sees every cached step and all of its own tokens: no mask needed (a faster kernel).
+        mask = None if z.shape[1] == 1 else self._mask(z.shape[1], past, z.device)
         new_cache: KVCache = []
         for i, block in enumerate(self.blocks):
             x, kv = block(x, mask, None if cache is None else cache[i])
