@@ -59,6 +59,9 @@ class PlanningBenchmarkConfig:
     """Also evaluate a random policy and a greedy one-step planner."""
     gifs: int = 2
     """Episodes rendered as GIFs with latent-distance plots (first planner only)."""
+    threads: int = 1
+    """torch CPU threads while planning (1: a planning call's small matmuls run faster on one thread than
+    split over two; 0: leave torch's setting). The previous setting is restored afterwards."""
 
 
 def make_benchmark_env(cfg: PlanningBenchmarkConfig) -> gym.Env:
@@ -82,6 +85,18 @@ def run_planning_benchmark(
     checkpoint: str | Path, out_dir: str | Path, cfg: PlanningBenchmarkConfig
 ) -> dict[str, Any]:
     """Evaluate MPC planners (and baselines) with a trained world model; write JSON, plot and GIFs."""
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _run_planning_benchmark(checkpoint, out_dir, cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_planning_benchmark(
+    checkpoint: str | Path, out_dir: str | Path, cfg: PlanningBenchmarkConfig
+) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = PlanningModel(load_world_model(checkpoint))

@@ -28,9 +28,9 @@ from agents.planners import MPPI, MPPIConfig
 from envs.action_repeat import ActionRepeat
 from envs.latent import pixel_env
 from envs.record import record
-from torchwm.demo import demo_jepa_config, joint_config
+from torchwm.demo import demo_jepa_config, dynamics_config, joint_config
 from wm.trainer import JEPAAgent
-from wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model
+from wm.wm_trainer import WorldModelTrainer, load_world_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pendulum.json"
 FRAME_SKIP = 2
@@ -55,12 +55,7 @@ def main() -> None:
     episodes = record(pixels, "random", args.episodes, out / "episodes", num_envs=4, seed=0, frame_skip=FRAME_SKIP)
     JEPAAgent(demo_jepa_config(out, episodes, args.jepa_steps)).train()
     WorldModelTrainer(joint_config(out, episodes, args.joint_steps)).run()
-    checkpoint = WorldModelTrainer(
-        WorldModelConfig(
-            root_path=str(episodes), encoder_checkpoint=str(out / "world_model_joint"), width=64,
-            steps=args.dynamics_steps, output_dir=str(out / "world_model"),
-        )
-    ).run()  # fmt: skip
+    checkpoint = WorldModelTrainer(dynamics_config(out, episodes, args.dynamics_steps)).run()
     train_seconds = time.perf_counter() - t0
     torch.set_num_threads(1)
     model = PlanningModel(load_world_model(checkpoint))

@@ -15,8 +15,6 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 import envs  # noqa: F401
 from agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
 from agents.planners import CEMConfig, MPPIConfig
@@ -43,7 +41,6 @@ def main() -> None:
     p.add_argument("--different-rooms", action=argparse.BooleanOptionalAction, default=True,
                    help="TwoRooms: start and goal in different rooms (turn off for other environments)")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
     cem, mppi = CEMConfig(cost_on=args.cost_on), MPPIConfig(cost_on=args.cost_on)
     if args.samples:
         cem = replace(cem, num_samples=args.samples, num_elites=max(args.samples // 10, 2))
@@ -53,10 +50,11 @@ def main() -> None:
     cfg = PlanningBenchmarkConfig(
         env_id=args.env, episodes=args.episodes, max_steps=args.max_steps, action_repeat=args.action_repeat,
         horizon=args.horizon, planners=tuple(args.planners), cem=cem, mppi=mppi, gifs=1, baselines=args.baselines,
+        threads=args.threads,
         reset_options=(("different_rooms", True),) if args.different_rooms else (),
     )
     summary = run_planning_benchmark(args.checkpoint, args.out, cfg)
-    summary["torch_threads"] = torch.get_num_threads()
+    summary["torch_threads"] = args.threads
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     (results / f"planning_{args.tag}.json").write_text(json.dumps(summary, indent=2, default=str))

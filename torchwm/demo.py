@@ -11,8 +11,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 import envs  # noqa: F401  (registers the built-in environments)
 from agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
 from agents.planners import MPPIConfig
@@ -83,6 +81,18 @@ def joint_config(out: Path, episodes_dir: Path, steps: int) -> WorldModelConfig:
     )
 
 
+def dynamics_config(out: Path, episodes_dir: Path, steps: int) -> WorldModelConfig:
+    """Phase 2: the dynamics alone, on the encoder and latent head of phase 1 (``out/world_model_joint``)."""
+    return WorldModelConfig(
+        root_path=str(episodes_dir),
+        encoder_checkpoint=str(out / "world_model_joint"),
+        width=64,
+        steps=steps,
+        output_dir=str(out / "world_model"),
+        checkpoint_interval=max(steps // 2, 1),
+    )
+
+
 def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> dict:
     """Run every stage, print what each gave, and return the planning summary."""
     out, budget, t0 = Path(out_dir), (QUICK if quick else FULL), time.perf_counter()
@@ -103,16 +113,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> dict:
     print(f"[3/4] world model: {budget.joint_steps} steps fine-tuning the encoder with the dynamics")
     WorldModelTrainer(joint_config(out, episodes_dir, budget.joint_steps)).run()
     print(f"      then {budget.dynamics_steps} steps of the dynamics alone on that latent")
-    checkpoint = WorldModelTrainer(
-        WorldModelConfig(
-            root_path=str(episodes_dir),
-            encoder_checkpoint=str(out / "world_model_joint"),
-            steps=budget.dynamics_steps,
-            output_dir=str(out / "world_model"),
-            width=64,
-            checkpoint_interval=max(budget.dynamics_steps // 2, 1),
-        )
-    ).run()
+    checkpoint = WorldModelTrainer(dynamics_config(out, episodes_dir, budget.dynamics_steps)).run()
     print(
         f"[4/4] planning to goal images in {budget.eval_episodes} episodes (start and goal in different rooms)"
     )
@@ -124,12 +125,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> dict:
         mppi=MPPIConfig(num_samples=100, num_elites=12),
         gifs=1,
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a planning call's small matmuls run faster on one thread (README: Planning)
-    try:
-        result = run_planning_benchmark(checkpoint, out / "planning", bench)
-    finally:
-        torch.set_num_threads(threads)
+    result = run_planning_benchmark(checkpoint, out / "planning", bench)  # on one thread (its default)
     mppi = result["methods"]["mpc_mppi"]
     print(
         f"done in {time.perf_counter() - t0:.0f} s: MPPI success {mppi['success_rate']:.2f} "

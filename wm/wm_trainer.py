@@ -208,7 +208,9 @@ def build_world_model(cfg: WorldModelConfig, dataset: RolloutClips) -> WorldMode
         # `encode` reads the EMA targets, so those are the weights to carry over (a frozen world model has none).
         prefix = "target_encoder." if any(k.startswith("target_encoder.") for k in weights) else "encoder."
         load_state_checked(model.encoder, _under(weights, prefix), ckpt)
-        if read_config(ckpt).get("kind") == "world_model":
+        source = read_config(ckpt)
+        if source.get("kind") == "world_model":
+            _check_same_latent(cfg, source.get("spec", {}), ckpt)
             load_state_checked(model.head, _under(weights, "target_head."), ckpt)
             model.target_head.load_state_dict(model.head.state_dict())
             model.head.requires_grad_(False)
@@ -216,6 +218,16 @@ def build_world_model(cfg: WorldModelConfig, dataset: RolloutClips) -> WorldMode
             model.target_encoder.load_state_dict(model.encoder.state_dict())
         return model
     return WorldModel(JEPAConfig.preset(cfg.encoder_preset), spec, freeze_encoder=False)
+
+
+def _check_same_latent(cfg: WorldModelConfig, spec: dict[str, Any], ckpt: Path) -> None:
+    """A world model's latent head is reused as is, so the new model must ask for the same latent shape."""
+    theirs = (spec.get("latent_grid"), spec.get("latent_dim"))
+    if theirs != (cfg.latent_grid, cfg.latent_dim):
+        raise ValueError(
+            f"encoder_checkpoint {ckpt} is a world model with latent_grid={theirs[0]}, latent_dim={theirs[1]}; its "
+            f"latent head is reused, so set latent_grid and latent_dim to those (got {cfg.latent_grid}, {cfg.latent_dim})"
+        )
 
 
 def _under(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

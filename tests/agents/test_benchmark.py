@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+import torch
 
 import envs  # noqa: F401
 from agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
@@ -120,3 +121,13 @@ def test_demo_quick_runs_every_stage(tmp_path: Path) -> None:
         "planning/episode_0.gif",
     ):
         assert (tmp_path / "demo" / path).exists(), path
+
+
+def test_planning_benchmark_sets_its_threads_and_restores_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.benchmark as benchmark
+
+    seen = []
+    monkeypatch.setattr(benchmark, "_run_planning_benchmark", lambda *a: seen.append(torch.get_num_threads()) or {})
+    before = torch.get_num_threads()
+    benchmark.run_planning_benchmark("unused", "unused", PlanningBenchmarkConfig(threads=before + 1))
+    assert seen == [before + 1] and torch.get_num_threads() == before

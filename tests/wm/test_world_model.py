@@ -445,3 +445,12 @@ def test_second_phase_trains_dynamics_on_the_latent_a_joint_run_learned(
     torch.testing.assert_close(loaded.encode(frames), source.encode(frames), rtol=0, atol=1e-6)
     assert not changed(head_before, phase2.model.head)
     assert changed(dynamics_before, phase2.model.dynamics)
+
+
+def test_second_phase_with_another_latent_shape_names_the_fields(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    joint_ckpt = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "joint", freeze_encoder=False)).run()
+    cfg = wm_cfg(pretrained, tmp_path / "dyn", encoder_checkpoint=str(joint_ckpt), latent_dim=8)
+    with pytest.raises(ValueError, match=r"latent_dim=16.*set latent_grid and latent_dim.*got 2, 8"):
+        WorldModelTrainer(cfg)
