@@ -19,14 +19,13 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 import torch
-
-from agents.evaluate import RandomPolicy, evaluate
-from agents.latent_model import PlanningModel
-from agents.mpc import MPCAgent, greedy_one_step
-from agents.planners import CEM, MPPI, CEMConfig, MPPIConfig, SamplingPlanner
-from envs.action_repeat import ActionRepeat
-from envs.reset_options import ResetOptions
-from wm.wm_trainer import load_world_model
+from torchwm.agents.evaluate import RandomPolicy, evaluate
+from torchwm.agents.latent_model import PlanningModel
+from torchwm.agents.mpc import MPCAgent, greedy_one_step
+from torchwm.agents.planners import CEM, MPPI, CEMConfig, MPPIConfig, SamplingPlanner
+from torchwm.envs.action_repeat import ActionRepeat
+from torchwm.envs.reset_options import ResetOptions
+from torchwm.wm.wm_trainer import load_world_model
 
 PlannerName = Literal["cem", "mppi"]
 
@@ -185,6 +184,7 @@ def render_episode(agent: MPCAgent, env: gym.Env, seed: int, max_steps: int, ste
     frames, measured, predicted, success = [], [], [], False
     for t in range(max_steps):
         action, _ = agent.predict(obs, episode_start=np.array([t == 0]))
+        assert agent.last_latent_distance is not None and agent.last_predicted_distance is not None
         measured.append(float(np.ravel(agent.last_latent_distance)[0]))
         predicted.append(float(np.ravel(agent.last_predicted_distance)[0]))
         frames.append(np.concatenate([obs, np.full((obs.shape[0], 2, 3), 255, np.uint8), goal], axis=1))

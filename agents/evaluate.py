@@ -23,8 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
-
-from agents.protocols import PredictPolicy
+from torchwm.agents.protocols import PredictPolicy
 
 EnvSource = gym.Env | VectorEnv | Callable[[], gym.Env]
 

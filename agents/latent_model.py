@@ -7,8 +7,7 @@ the current step only. Everything else passes straight through.
 from __future__ import annotations
 
 import torch
-
-from wm.world_model import WorldModel
+from torchwm.wm.world_model import WorldModel
 
 
 class PlanningModel:

@@ -17,9 +17,8 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 import torch
-
-from agents.planners import CEM, CEMConfig, CostKind, SamplingPlanner, latent_distance
-from agents.protocols import PredictPolicy, WorldModelLike
+from torchwm.agents.planners import CEM, CEMConfig, CostKind, SamplingPlanner, latent_distance
+from torchwm.agents.protocols import PredictPolicy, WorldModelLike
 
 Observation = np.ndarray | torch.Tensor | dict[str, Any]
 

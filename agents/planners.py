@@ -27,8 +27,7 @@ from typing import Literal
 import numpy as np
 import torch
 from einops import rearrange
-
-from agents.protocols import LatentPrior, WorldModelLike
+from torchwm.agents.protocols import LatentPrior, WorldModelLike
 
 CostKind = Literal["latent_l2", "latent_l1", "reward"]
 CostOn = Literal["final", "sum"]

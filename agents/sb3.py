@@ -45,15 +45,14 @@ from stable_baselines3.common.preprocessing import (
 )
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
-
-from envs.latent import EncoderView, FrameHistory, encoder_view
-from wm.checkpoint import read_config, resolve_checkpoint
-from wm.config import JEPAConfig
-from wm.encoders import VisionEncoder, prepare_frames
-from wm.jepa import JEPA
-from wm.trainer import JEPAAgent
-from wm.wm_trainer import load_world_model
-from wm.world_model import WorldModel
+from torchwm.envs.latent import EncoderView, FrameHistory, encoder_view
+from torchwm.wm.checkpoint import read_config, resolve_checkpoint
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.encoders import VisionEncoder, prepare_frames
+from torchwm.wm.jepa import JEPA
+from torchwm.wm.trainer import JEPAAgent
+from torchwm.wm.wm_trainer import load_world_model
+from torchwm.wm.world_model import WorldModel
 
 EncoderSource = WorldModel | JEPAAgent | JEPA | str | os.PathLike
 """A world model, a JEPA (agent or module), or a checkpoint (or run) directory of either."""

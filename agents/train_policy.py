@@ -28,12 +28,11 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
-
-from agents.policy_config import PolicyTrainingConfig
-from agents.vec_env import SB3VecEnv, latent_vector_env
-from envs.dream import LatentDreamVectorEnv
-from wm.wm_trainer import load_world_model
-from wm.world_model import WorldModel
+from torchwm.agents.policy_config import PolicyTrainingConfig
+from torchwm.agents.vec_env import SB3VecEnv, latent_vector_env
+from torchwm.envs.dream import LatentDreamVectorEnv
+from torchwm.wm.wm_trainer import load_world_model
+from torchwm.wm.world_model import WorldModel
 
 __all__ = [
     "PolicyTrainingResult",

@@ -20,10 +20,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.wrappers.vector import TransformObservation
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
-
-from envs.action_repeat import ActionRepeat
-from envs.latent import ModelSource, VectorLatentObservationWrapper, pixel_env
-from envs.reset_options import ResetOptions
+from torchwm.envs.action_repeat import ActionRepeat
+from torchwm.envs.latent import ModelSource, VectorLatentObservationWrapper, pixel_env
+from torchwm.envs.reset_options import ResetOptions
 
 __all__ = ["SB3VecEnv", "latent_vector_env", "split_infos"]
 
@@ -37,7 +36,11 @@ class SB3VecEnv(VecEnv):
     as SB3 expects. ``NEXT_STEP`` (gymnasium's default) cannot be adapted: it spends a step on the reset.
 
     Example:
-        >>> venv = gym.make_vec("CartPole-v1", 4, vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED})
+        >>> venv = gym.make_vec(
+        ...     "CartPole-v1", 4, vectorization_mode="sync", vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED}
+        ... )
+        >>> SB3VecEnv(venv).num_envs
+        4
         >>> model = PPO("MlpPolicy", SB3VecEnv(venv))  # doctest: +SKIP
     """
 

@@ -40,6 +40,7 @@ import matplotlib
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchwm.wm.jepa import build_encoder
 
 from torchwm import (
     FinetuneConfig,
@@ -52,7 +53,6 @@ from torchwm import (
     load_encoder,
     run_probes,
 )
-from wm.jepa import build_encoder
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)

@@ -32,12 +32,16 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-
-import envs  # noqa: F401  (registers the built-in ids)
-from envs.latent import LatentObservationWrapper, VectorLatentObservationWrapper, encoder_view, frame_space
-from envs.registration import BUILTIN_ENVS, TWO_ROOMS_ID
-from wm.config import JEPAConfig
-from wm.world_model import WorldModel, WorldModelSpec
+import torchwm.envs  # noqa: F401  (registers the built-in ids)
+from torchwm.envs.latent import (
+    LatentObservationWrapper,
+    VectorLatentObservationWrapper,
+    encoder_view,
+    frame_space,
+)
+from torchwm.envs.registration import BUILTIN_ENVS, TWO_ROOMS_ID
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "env_throughput.json"
 WRAPPER_MODELS: dict[str, dict] = {

@@ -38,10 +38,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
-from wm.config import JEPAConfig  # noqa: E402
-from wm.data import MovingShapes  # noqa: E402
-from wm.jepa import JEPA  # noqa: E402
-from wm.trainer import _Dist, _Loop  # noqa: E402
+from torchwm.wm.config import JEPAConfig  # noqa: E402
+from torchwm.wm.data import MovingShapes  # noqa: E402
+from torchwm.wm.jepa import JEPA  # noqa: E402
+from torchwm.wm.trainer import _Dist, _Loop  # noqa: E402
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "gpu_pretrain.json"
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}

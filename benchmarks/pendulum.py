@@ -20,17 +20,17 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
+from torchwm.agents.evaluate import RandomPolicy, evaluate
+from torchwm.agents.latent_model import PlanningModel
+from torchwm.agents.mpc import MPCAgent
+from torchwm.agents.planners import MPPI, MPPIConfig
+from torchwm.envs.action_repeat import ActionRepeat
+from torchwm.envs.latent import pixel_env
+from torchwm.envs.record import record
+from torchwm.wm.trainer import JEPAAgent
+from torchwm.wm.wm_trainer import WorldModelTrainer, load_world_model
 
-from agents.evaluate import RandomPolicy, evaluate
-from agents.latent_model import PlanningModel
-from agents.mpc import MPCAgent
-from agents.planners import MPPI, MPPIConfig
-from envs.action_repeat import ActionRepeat
-from envs.latent import pixel_env
-from envs.record import record
 from torchwm.demo import demo_jepa_config, dynamics_config, joint_config
-from wm.trainer import JEPAAgent
-from wm.wm_trainer import WorldModelTrainer, load_world_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pendulum.json"
 FRAME_SKIP = 2

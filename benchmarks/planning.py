@@ -15,9 +15,9 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-import envs  # noqa: F401
-from agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
-from agents.planners import CEMConfig, MPPIConfig
+import torchwm.envs  # noqa: F401
+from torchwm.agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
+from torchwm.agents.planners import CEMConfig, MPPIConfig
 
 
 def main() -> None:

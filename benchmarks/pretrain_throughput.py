@@ -37,11 +37,10 @@ from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
-
-from wm.config import JEPAConfig
-from wm.data import MovingShapes
-from wm.jepa import JEPA
-from wm.trainer import _Dist, _Loop
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.data import MovingShapes
+from torchwm.wm.jepa import JEPA
+from torchwm.wm.trainer import _Dist, _Loop
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "pretrain_throughput.json"
 PRESETS = ("tiny", "reference")

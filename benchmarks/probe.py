@@ -42,16 +42,15 @@ from typing import Any
 import matplotlib
 import numpy as np
 import torch
+import torchwm.envs  # noqa: F401  (registers the built-in ids)
 from torch.utils.flop_counter import FlopCounterMode
-
-import envs  # noqa: F401  (registers the built-in ids)
-from envs.record import record
-from wm.config import JEPAConfig
-from wm.episodes import load_episode, read_manifest
-from wm.losses import collapse_stats
-from wm.trainer import JEPAAgent
-from wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model
-from wm.world_model import WorldModel
+from torchwm.envs.record import record
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.episodes import load_episode, read_manifest
+from torchwm.wm.losses import collapse_stats
+from torchwm.wm.trainer import JEPAAgent
+from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model
+from torchwm.wm.world_model import WorldModel
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)

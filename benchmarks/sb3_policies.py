@@ -35,15 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-import envs  # noqa: F401  (registers the built-in ids)
-from agents.benchmark import PlanningBenchmarkConfig, make_benchmark_env
-from agents.evaluate import EvalResult, RandomPolicy, evaluate
-from agents.policy_config import PolicyTrainingConfig
-from agents.sb3 import LatentPolicyPrior
-from agents.train_policy import train_policy
-from wm.wm_trainer import load_world_model
-from wm.world_model import WorldModel
+import torchwm.envs  # noqa: F401  (registers the built-in ids)
+from torchwm.agents.benchmark import PlanningBenchmarkConfig, make_benchmark_env
+from torchwm.agents.evaluate import EvalResult, RandomPolicy, evaluate
+from torchwm.agents.policy_config import PolicyTrainingConfig
+from torchwm.agents.sb3 import LatentPolicyPrior
+from torchwm.agents.train_policy import train_policy
+from torchwm.wm.wm_trainer import load_world_model
+from torchwm.wm.world_model import WorldModel
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "sb3_policies.json"
 

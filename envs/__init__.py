@@ -5,13 +5,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from envs import registration as _registration  # noqa: F401
-from envs.point_mass import PointMassEnv
-from envs.two_rooms import TwoRoomsEnv
+from torchwm.envs import registration as _registration  # noqa: F401
+from torchwm.envs.point_mass import PointMassEnv
+from torchwm.envs.two_rooms import TwoRoomsEnv
 
 if TYPE_CHECKING:
-    from envs.dream import LatentDreamEnv, LatentDreamVectorEnv
-    from envs.latent import LatentObservationWrapper, VectorLatentObservationWrapper, pixel_env
+    from torchwm.envs.dream import LatentDreamEnv, LatentDreamVectorEnv
+    from torchwm.envs.latent import LatentObservationWrapper, VectorLatentObservationWrapper, pixel_env
 
 __all__ = [
     "LatentDreamEnv",
@@ -24,15 +24,15 @@ __all__ = [
 ]
 
 _LAZY = {
-    name: "envs.latent"
+    name: "torchwm.envs.latent"
     for name in ("LatentObservationWrapper", "VectorLatentObservationWrapper", "pixel_env")
 }
 """Names imported on first use: they need torch, which `gymnasium.make` of a built-in env (in every
 worker of an async vector env) should not have to import."""
-_LAZY.update({name: "envs.dream" for name in ("LatentDreamEnv", "LatentDreamVectorEnv")})
+_LAZY.update({name: "torchwm.envs.dream" for name in ("LatentDreamEnv", "LatentDreamVectorEnv")})
 
 
 def __getattr__(name: str) -> object:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'envs' has no attribute {name!r}")
+    raise AttributeError(f"module 'torchwm.envs' has no attribute {name!r}")

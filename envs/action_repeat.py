@@ -15,7 +15,7 @@ import gymnasium as gym
 class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Repeat every action ``k`` times; stop early when the episode ends.
 
-    >>> import envs, gymnasium as gym
+    >>> import torchwm, gymnasium as gym
     >>> env = ActionRepeat(gym.make("torchwm/TwoRooms-v0"), 4)
     >>> _ = env.reset(seed=0)
     >>> _, _, _, _, info = env.step(env.action_space.sample())

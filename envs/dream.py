@@ -34,11 +34,10 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-
-from envs.latent import encoder_view
-from wm.rollouts import RolloutClips
-from wm.wm_trainer import load_world_model
-from wm.world_model import WorldModel, WorldModelSpec
+from torchwm.envs.latent import encoder_view
+from torchwm.wm.rollouts import RolloutClips
+from torchwm.wm.wm_trainer import load_world_model
+from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 DreamReward = Literal["auto", "model", "goal"]
 """``model``: the reward head R(z_t, a_t); ``goal``: minus the latent distance of z_{t+1} to the goal latent;

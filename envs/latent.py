@@ -29,11 +29,10 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 from gymnasium.wrappers import AddRenderObservation, ResizeObservation
 from gymnasium.wrappers import vector as vector_wrappers
-
-from wm.checkpoint import read_config, resolve_checkpoint
-from wm.encoders import prepare_frames
-from wm.trainer import JEPAAgent
-from wm.world_model import WorldModel
+from torchwm.wm.checkpoint import read_config, resolve_checkpoint
+from torchwm.wm.encoders import prepare_frames
+from torchwm.wm.trainer import JEPAAgent
+from torchwm.wm.world_model import WorldModel
 
 ModelSource = WorldModel | JEPAAgent | str | Path
 """What the wrappers accept as a model: a world model, a JEPA agent, or a checkpoint (or run) directory."""
@@ -76,7 +75,7 @@ def encoder_view(model: ModelSource, device: str = "cpu") -> EncoderView:
         if kind == "world_model":
             # Imported here: it imports decord, whose bundled zlib, loaded before pygame, breaks pygame's PNG
             # loading (Pendulum-v1's render); the wrapper renders its first frame before loading a checkpoint.
-            from wm.wm_trainer import load_world_model
+            from torchwm.wm.wm_trainer import load_world_model
 
             return _world_model_view(load_world_model(ckpt, device), f"world model checkpoint {ckpt}")
         if kind == "jepa":

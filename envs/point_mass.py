@@ -10,8 +10,7 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-
-from envs.two_rooms import PointArenaEnv, Rect, _check, move_point
+from torchwm.envs.two_rooms import PointArenaEnv, Rect, _check, move_point
 
 
 class PointMassEnv(PointArenaEnv):

@@ -32,9 +32,8 @@ import numpy as np
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from gymnasium.vector.utils import iterate
+from torchwm.wm.episodes import EpisodeWriter
 from tqdm.auto import tqdm
-
-from wm.episodes import EpisodeWriter
 
 PixelSource = Literal["obs", "pixels", "render"]
 VecEnv = SyncVectorEnv | AsyncVectorEnv

@@ -10,8 +10,8 @@ POINT_MASS_ID = "torchwm/PointMass-v0"
 """Gymnasium id of `envs.point_mass.PointMassEnv`."""
 
 BUILTIN_ENVS: dict[str, tuple[str, int]] = {
-    TWO_ROOMS_ID: ("envs.two_rooms:TwoRoomsEnv", 100),
-    POINT_MASS_ID: ("envs.point_mass:PointMassEnv", 200),
+    TWO_ROOMS_ID: ("torchwm.envs.two_rooms:TwoRoomsEnv", 100),
+    POINT_MASS_ID: ("torchwm.envs.point_mass:PointMassEnv", 200),
 }
 """Each built-in id -> (entry point, max_episode_steps)."""
 

@@ -11,7 +11,7 @@ import gymnasium as gym
 class ResetOptions(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Merge ``options`` into the options of every ``reset`` call (the caller's own keys win).
 
-    >>> import envs, gymnasium as gym
+    >>> import torchwm, gymnasium as gym
     >>> env = ResetOptions(gym.make("torchwm/TwoRooms-v0"), {"different_rooms": True})
     >>> _ = env.reset(seed=0)
     """

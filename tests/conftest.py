@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from wm.config import JEPAConfig
+from torchwm.wm.config import JEPAConfig
 
 # Tiny shapes gain nothing from intra-op threads, and on a busy machine OpenMP workers that spin-wait
 # for a descheduled sibling make a 10 ms step take over a second.

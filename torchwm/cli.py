@@ -11,7 +11,7 @@ import typing
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from wm.config import PRESETS, JEPAConfig, read_config_file
+from torchwm.wm.config import PRESETS, JEPAConfig, read_config_file
 
 
 def _field_docs(cls: type = JEPAConfig) -> dict[str, str]:
@@ -83,7 +83,7 @@ def torchrun_process_group() -> Iterator[int]:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from wm.trainer import JEPAAgent
+    from torchwm.wm.trainer import JEPAAgent
 
     cfg = config_from_args(args)  # a bad value fails here, before any process group is joined
     with torchrun_process_group() as rank:
@@ -104,8 +104,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    import envs  # noqa: F401  (registers the built-in environments)
-    from envs.record import record
+    import torchwm.envs  # noqa: F401  (registers the built-in environments)
+    from torchwm.envs.record import record
 
     policy: Any = args.policy
     if policy != "random":
@@ -146,7 +146,7 @@ def _load_sb3(path: str, base: type) -> Any:
 
 
 def _cmd_train_world_model(args: argparse.Namespace) -> int:
-    from wm.wm_trainer import WorldModelConfig, WorldModelTrainer
+    from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer
 
     names = {f.name for f in dataclasses.fields(WorldModelConfig)}
     cfg = WorldModelConfig.from_dict({k: v for k, v in vars(args).items() if k in names})
@@ -156,8 +156,8 @@ def _cmd_train_world_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_planning(args: argparse.Namespace) -> int:
-    import envs  # noqa: F401  (registers the built-in environments)
-    from agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
+    import torchwm.envs  # noqa: F401  (registers the built-in environments)
+    from torchwm.agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
 
     options = (("different_rooms", True),) if args.different_rooms else ()
     cfg = PlanningBenchmarkConfig(
@@ -177,8 +177,8 @@ def _cmd_bench_planning(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_policy(args: argparse.Namespace) -> int:
-    from agents.policy_config import PolicyTrainingConfig
-    from agents.train_policy import train_policy
+    from torchwm.agents.policy_config import PolicyTrainingConfig
+    from torchwm.agents.train_policy import train_policy
 
     names = {f.name for f in dataclasses.fields(PolicyTrainingConfig)}
     result = train_policy(PolicyTrainingConfig.from_dict({k: v for k, v in vars(args).items() if k in names}))
@@ -190,7 +190,7 @@ def _cmd_train_policy(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from wm.features import export_features
+    from torchwm.wm.features import export_features
 
     features = export_features(args.checkpoint, args.data, args.out, kind=args.kind, data_kind=args.data_kind,
                                batch_size=args.batch_size, device=args.device, progress=args.progress)
@@ -202,8 +202,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from wm.features import FeatureSet
-    from wm.probes import ProbeConfig, probe_checkpoint, run_probes
+    from torchwm.wm.features import FeatureSet
+    from torchwm.wm.probes import ProbeConfig, probe_checkpoint, run_probes
 
     names = {f.name for f in dataclasses.fields(ProbeConfig)}
     cfg = ProbeConfig.from_dict({k: v for k, v in vars(args).items() if k in names})
@@ -222,7 +222,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from wm.finetune import FinetuneConfig, Finetuner
+    from torchwm.wm.finetune import FinetuneConfig, Finetuner
 
     names = {f.name for f in dataclasses.fields(FinetuneConfig)}
     summary = Finetuner(FinetuneConfig.from_dict({k: v for k, v in vars(args).items() if k in names})).run()
@@ -233,8 +233,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 def _add_downstream_commands(sub: Any) -> None:
     """``features``, ``probe`` and ``finetune``: a pretrained encoder on a labelled image or video folder."""
-    from wm.finetune import FinetuneConfig
-    from wm.probes import ProbeConfig
+    from torchwm.wm.finetune import FinetuneConfig
+    from torchwm.wm.probes import ProbeConfig
 
     data_kinds = ["auto", "imagefolder", "video"]
     f = sub.add_parser("features", help="export a checkpoint's frozen features of a folder to .npz")
@@ -287,14 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
     r.add_argument("--lossless", action="store_true", help="bit-exact frames (larger files)")
     r.set_defaults(func=_cmd_record)
-    from wm.wm_trainer import WorldModelConfig
+    from torchwm.wm.wm_trainer import WorldModelConfig
 
     w = sub.add_parser(
         "train-world-model", help="train the action-conditioned world model on recorded rollouts"
     )
     add_config_arguments(w, WorldModelConfig)
     w.set_defaults(func=_cmd_train_world_model)
-    from agents.policy_config import PolicyTrainingConfig
+    from torchwm.agents.policy_config import PolicyTrainingConfig
 
     tp = sub.add_parser(
         "train-policy", help="train a stable-baselines3 policy (PPO, SAC) on latents or in the dream"

@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import envs  # noqa: F401  (registers the built-in environments)
-from agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
-from agents.planners import MPPIConfig
-from envs.record import record
-from wm.config import JEPAConfig
-from wm.trainer import JEPAAgent
-from wm.wm_trainer import WorldModelConfig, WorldModelTrainer
+import torchwm.envs  # noqa: F401  (registers the built-in environments)
+from torchwm.agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
+from torchwm.agents.planners import MPPIConfig
+from torchwm.envs.record import record
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.trainer import JEPAAgent
+from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,6 @@
 Imports torch, numpy, einops, decord and imageio only: no gymnasium, no stable-baselines3.
 """
 
-from wm.config import PRESETS, JEPAConfig
+from torchwm.wm.config import PRESETS, JEPAConfig
 
 __all__ = ["JEPAConfig", "PRESETS"]

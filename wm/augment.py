@@ -13,8 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
-
-from wm.encoders import PIXEL_MEAN, PIXEL_STD
+from torchwm.wm.encoders import PIXEL_MEAN, PIXEL_STD
 
 _LUMA = (0.299, 0.587, 0.114)
 

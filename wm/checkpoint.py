@@ -20,8 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-
-from wm.config import CONFIG_FORMAT_VERSION, JEPAConfig
+from torchwm.wm.config import CONFIG_FORMAT_VERSION, JEPAConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

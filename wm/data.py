@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.data import Dataset
-
-from wm.config import JEPAConfig
+from torchwm.wm.config import JEPAConfig
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
@@ -134,10 +133,10 @@ class ImageFolder(Dataset):
 def _load_image(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    with Image.open(path) as opened:
+        img = opened.convert("RGB")
         if img.size != (size, size):
-            img = img.resize((size, size), Image.BILINEAR)
+            img = img.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(img, dtype=np.uint8).copy()
 
 
@@ -223,7 +222,7 @@ class VideoFolder(Dataset):
 
 def _decord_width(size: int) -> int:
     """The output width to ask decord for: ``size``, or the next one that decord 0.6 can copy (dmlc/decord#336)."""
-    from wm.episodes import DECORD_BAD_WIDTHS
+    from torchwm.wm.episodes import DECORD_BAD_WIDTHS
 
     width = size
     while width in DECORD_BAD_WIDTHS:
@@ -241,7 +240,7 @@ def build_dataset(cfg: JEPAConfig, seed_offset: int = 0) -> Dataset:
     if cfg.dataset == "video":
         return VideoFolder(folder, cfg.image_size, cfg.num_frames, cfg.frame_step)
     if cfg.dataset == "rollouts":
-        from wm.rollouts import RolloutClips
+        from torchwm.wm.rollouts import RolloutClips
 
         return RolloutClips(cfg.root_path, cfg.num_frames, cfg.frame_step, cfg.image_size)
     raise ValueError(f"unknown dataset {cfg.dataset!r}; expected synthetic, imagefolder, video or rollouts")

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
-
-from wm.layers import MLP, init_weights, sincos_1d
+from torchwm.wm.layers import MLP, init_weights, sincos_1d
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [B, heads, L, d]
 
@@ -46,6 +45,8 @@ class CachedBlock(nn.Module):
 
 class DynamicsPredictor(nn.Module):
     """Predict the next per-step latent [.., K, D] from latents and actions, block-causally over time."""
+
+    time_embed: torch.Tensor  # fixed sin-cos time positions [max_steps, W] (a buffer)
 
     def __init__(
         self,
@@ -94,6 +95,7 @@ class DynamicsPredictor(nn.Module):
                 raise ValueError(
                     "this predictor was built with a proprioception token; pass proprio [B, T, P]"
                 )
+            assert self.proprio_in is not None  # has_proprio says it was built
             parts.append(self.proprio_in(proprio).unsqueeze(2))
         x = torch.cat(parts, dim=2) + self.slot_embed + self.time_embed[t0 : t0 + steps, None, :]
         return rearrange(x, "b t s w -> b (t s) w")

@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
-
-from wm.layers import Block, TubeletEmbed, init_weights, sincos_3d
-from wm.masks import gather_tokens
+from torchwm.wm.layers import Block, TubeletEmbed, init_weights, sincos_3d
+from torchwm.wm.masks import gather_tokens
 
 PIXEL_MEAN = 0.5
 PIXEL_STD = 0.25
@@ -42,6 +41,8 @@ def prepare_frames(frames: torch.Tensor, image_size: int) -> torch.Tensor:
 
 class VisionEncoder(nn.Module):
     """ViT encoder: tubelet embedding + fixed space-time positions + pre-norm blocks + final norm."""
+
+    pos_embed: torch.Tensor  # fixed sin-cos positions [N, D] (a buffer)
 
     def __init__(
         self,
@@ -108,6 +109,8 @@ class VisionEncoder(nn.Module):
 
 class MaskedPredictor(nn.Module):
     """Narrow ViT that predicts target tokens from context tokens plus learned mask tokens."""
+
+    pos_embed: torch.Tensor  # fixed sin-cos positions [N, D_pred] (a buffer)
 
     def __init__(
         self, embed_dim: int, dim: int, depth: int, num_heads: int, time_steps: int, grid: int, mlp_ratio: float = 4.0

@@ -38,8 +38,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from wm.checkpoint import fsync_dir, fsync_file
+from torchwm.wm.checkpoint import fsync_dir, fsync_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -25,14 +25,19 @@ import numpy as np
 import torch
 from einops import rearrange
 from torch.utils.data import DataLoader, Dataset
+from torchwm.wm.checkpoint import (
+    jepa_config_of,
+    load_state_checked,
+    load_weights,
+    read_config,
+    resolve_checkpoint,
+)
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.data import VIDEO_EXTENSIONS, ImageFolder, VideoFolder
+from torchwm.wm.encoders import VisionEncoder, prepare_frames
+from torchwm.wm.jepa import build_encoder
+from torchwm.wm.trainer import resolve_device
 from tqdm.auto import tqdm
-
-from wm.checkpoint import jepa_config_of, load_state_checked, load_weights, read_config, resolve_checkpoint
-from wm.config import JEPAConfig
-from wm.data import VIDEO_EXTENSIONS, ImageFolder, VideoFolder
-from wm.encoders import VisionEncoder, prepare_frames
-from wm.jepa import build_encoder
-from wm.trainer import resolve_device
 
 DataKind = Literal["auto", "imagefolder", "video"]
 FeatureKind = Literal["pooled", "patch", "both"]

@@ -26,10 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
-
-from wm.augment import augment_clips
-from wm.checkpoint import (
+from torchwm.wm.augment import augment_clips
+from torchwm.wm.checkpoint import (
     jepa_config_of,
     latest_checkpoint,
     load_state_checked,
@@ -40,14 +38,15 @@ from wm.checkpoint import (
     restore_training,
     save_checkpoint,
 )
-from wm.config import JEPAConfig
-from wm.encoders import VisionEncoder, prepare_frames
-from wm.features import DataKind, item_records, labelled_dataset, load_encoder
-from wm.jepa import build_encoder
-from wm.probes import AttentiveHead, split_held_out
-from wm.runlog import RunLog
-from wm.schedule import warmup_cosine
-from wm.trainer import resolve_device, use_bf16
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.encoders import VisionEncoder, prepare_frames
+from torchwm.wm.features import DataKind, item_records, labelled_dataset, load_encoder
+from torchwm.wm.jepa import build_encoder
+from torchwm.wm.probes import AttentiveHead, split_held_out
+from torchwm.wm.runlog import RunLog
+from torchwm.wm.schedule import warmup_cosine
+from torchwm.wm.trainer import resolve_device, use_bf16
+from tqdm.auto import tqdm
 
 HeadKind = Literal["linear", "attentive"]
 

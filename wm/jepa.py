@@ -8,12 +8,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from wm.config import JEPAConfig
-from wm.encoders import MaskedPredictor, VisionEncoder
-from wm.losses import collapse_stats, covariance_loss, prediction_loss, variance_loss
-from wm.masks import MaskSpec, gather_tokens
-from wm.schedule import linear_ramp
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.encoders import MaskedPredictor, VisionEncoder
+from torchwm.wm.losses import collapse_stats, covariance_loss, prediction_loss, variance_loss
+from torchwm.wm.masks import MaskSpec, gather_tokens
+from torchwm.wm.schedule import linear_ramp
 
 
 @dataclass
@@ -111,7 +110,7 @@ class JEPA(nn.Module):
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
         """target <- momentum * target + (1 - momentum) * encoder, parameter by parameter."""
-        tgt = list(self.target_encoder.parameters())
+        tgt: list[torch.Tensor] = list(self.target_encoder.parameters())
         src = [p.detach() for p in self.encoder.parameters()]
         torch._foreach_lerp_(tgt, src, 1.0 - momentum)
 

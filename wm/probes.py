@@ -25,11 +25,17 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
-
-from wm.features import DataKind, FeatureKind, FeatureSet, extract_features, labelled_dataset, load_encoder
-from wm.layers import MLP, init_weights
-from wm.schedule import warmup_cosine
-from wm.trainer import resolve_device
+from torchwm.wm.features import (
+    DataKind,
+    FeatureKind,
+    FeatureSet,
+    extract_features,
+    labelled_dataset,
+    load_encoder,
+)
+from torchwm.wm.layers import MLP, init_weights
+from torchwm.wm.schedule import warmup_cosine
+from torchwm.wm.trainer import resolve_device
 
 ProbeKind = Literal["linear", "attentive"]
 

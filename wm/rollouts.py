@@ -25,8 +25,7 @@ import einops
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-
-from wm.episodes import (
+from torchwm.wm.episodes import (
     NPZ_LOAD_ERRORS,
     EpisodeVideo,
     actions_to_float,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 class RunLog:
@@ -14,7 +18,7 @@ class RunLog:
         self.enabled = enabled
         self.csv_path = Path(run_dir) / "log.csv"
         self._columns: list[str] | None = None
-        self._writer = None
+        self._writer: SummaryWriter | None = None
         if not enabled:
             return
         Path(run_dir).mkdir(parents=True, exist_ok=True)
@@ -38,7 +42,7 @@ class RunLog:
             writer.writerows(kept)
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
-        if not self.enabled:
+        if not self.enabled or self._writer is None:
             return
         for name, value in scalars.items():
             self._writer.add_scalar(name, value, step)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
-
-from wm.checkpoint import (
+from torchwm.wm.checkpoint import (
     jepa_config_of,
     latest_checkpoint,
     load_state_checked,
@@ -33,13 +31,14 @@ from wm.checkpoint import (
     restore_training,
     save_checkpoint,
 )
-from wm.config import JEPAConfig
-from wm.data import build_dataset
-from wm.encoders import prepare_frames
-from wm.jepa import JEPA, ema_momentum, mask_spec
-from wm.masks import make_masks
-from wm.runlog import RunLog
-from wm.schedule import warmup_cosine
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.data import build_dataset
+from torchwm.wm.encoders import prepare_frames
+from torchwm.wm.jepa import JEPA, ema_momentum, mask_spec
+from torchwm.wm.masks import make_masks
+from torchwm.wm.runlog import RunLog
+from torchwm.wm.schedule import warmup_cosine
+from tqdm.auto import tqdm
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,7 +62,8 @@ def lr_at(cfg: JEPAConfig, step: int, total: int) -> float:
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases, norms and learned tokens (1-D or token-shaped parameters)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -176,7 +176,7 @@ class _Loop:
         self.total = min(total, cfg.max_steps) if cfg.max_steps and total else (cfg.max_steps or total)
         self.optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
         self.bf16 = use_bf16(cfg, device)
-        self.forward = model
+        self.forward: Callable[..., Any] = model
         if ddp.on:
             ids = [device.index] if device.type == "cuda" else None
             self.forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)

@@ -20,9 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-
-from wm.checkpoint import (
+from torchwm.wm.checkpoint import (
     CONFIG_FILE,
     jepa_config_of,
     latest_checkpoint,
@@ -34,14 +32,15 @@ from wm.checkpoint import (
     restore_training,
     save_checkpoint,
 )
-from wm.config import JEPAConfig
-from wm.episodes import action_size
-from wm.losses import collapse_stats, covariance_loss, variance_loss
-from wm.rollouts import RolloutClips
-from wm.runlog import RunLog
-from wm.schedule import linear_ramp, warmup_cosine
-from wm.trainer import resolve_device
-from wm.world_model import WorldModel, WorldModelSpec
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.episodes import action_size
+from torchwm.wm.losses import collapse_stats, covariance_loss, variance_loss
+from torchwm.wm.rollouts import RolloutClips
+from torchwm.wm.runlog import RunLog
+from torchwm.wm.schedule import linear_ramp, warmup_cosine
+from torchwm.wm.trainer import resolve_device
+from torchwm.wm.world_model import WorldModel, WorldModelSpec
+from tqdm.auto import tqdm
 
 
 @dataclass

@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
-
-from wm.config import JEPAConfig
-from wm.dynamics import DynamicsPredictor, KVCache
-from wm.encoders import VisionEncoder, prepare_frames
-from wm.jepa import build_encoder
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.dynamics import DynamicsPredictor, KVCache
+from torchwm.wm.encoders import VisionEncoder, prepare_frames
+from torchwm.wm.jepa import build_encoder
 
 
 @dataclass
@@ -65,6 +64,9 @@ class WorldModelSpec:
 
 class LatentHead(nn.Module):
     """Patch tokens of one step [B, g*g, De] -> per-step latent [B, K, D] (region means, projected, normed)."""
+
+    feature_mean: torch.Tensor  # [K, De] (a buffer set from data)
+    feature_scale: torch.Tensor  # [] (a buffer set from data)
 
     def __init__(self, grid: int, embed_dim: int, latent_grid: int, latent_dim: int) -> None:
         super().__init__()
@@ -258,6 +260,7 @@ class WorldModel(nn.Module):
             target_tokens = tokens
         else:
             tokens = self._step_tokens(frames, self.encoder)
+            assert self.target_encoder is not None  # made whenever the encoder is trained
             with torch.no_grad():
                 target_tokens = self._step_tokens(frames, self.target_encoder)
         z = self.head(self._flat(tokens))
@@ -284,7 +287,8 @@ class WorldModel(nn.Module):
         """
         mean = pooled.mean(0)
         scale = (pooled - mean).pow(2).mean().sqrt().clamp_min(1e-12)
-        for head in (self.head, self.target_head):
+        heads: tuple[LatentHead, LatentHead] = (self.head, self.target_head)
+        for head in heads:
             head.feature_mean.copy_(mean)
             head.feature_scale.copy_(scale)
 
@@ -313,10 +317,10 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def update_targets(self, momentum: float) -> None:
         """EMA of the latent head (and of the encoder when it is trained)."""
-        pairs = [(self.target_head, self.head)]
+        pairs: list[tuple[nn.Module, nn.Module]] = [(self.target_head, self.head)]
         if self.target_encoder is not None:
             pairs.append((self.target_encoder, self.encoder))
         for target, online in pairs:
             torch._foreach_lerp_(
-                list(target.parameters()), [p.detach() for p in online.parameters()], 1.0 - momentum
+                list[torch.Tensor](target.parameters()), [p.detach() for p in online.parameters()], 1.0 - momentum
             )

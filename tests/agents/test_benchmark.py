@@ -8,14 +8,13 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 import torch
-
-import envs  # noqa: F401
-from agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
-from agents.planners import CEMConfig, MPPIConfig
-from envs.reset_options import ResetOptions
-from wm.checkpoint import save_checkpoint
-from wm.config import JEPAConfig
-from wm.world_model import WorldModel, WorldModelSpec
+import torchwm.envs  # noqa: F401
+from torchwm.agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
+from torchwm.agents.planners import CEMConfig, MPPIConfig
+from torchwm.envs.reset_options import ResetOptions
+from torchwm.wm.checkpoint import save_checkpoint
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 
 @pytest.fixture
@@ -124,7 +123,7 @@ def test_demo_quick_runs_every_stage(tmp_path: Path) -> None:
 
 
 def test_planning_benchmark_sets_its_threads_and_restores_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agents.benchmark as benchmark
+    import torchwm.agents.benchmark as benchmark
 
     seen = []
     monkeypatch.setattr(benchmark, "_run_planning_benchmark", lambda *a: seen.append(torch.get_num_threads()) or {})

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import SyncVectorEnv
+from torchwm.agents.evaluate import EvalResult, RandomPolicy, evaluate, wilson_interval
+from torchwm.agents.mpc import MPCAgent, greedy_one_step
+from torchwm.agents.planners import CEM, MPPI, CEMConfig, MPPIConfig, SamplingPlanner
+from torchwm.agents.protocols import PredictPolicy
 
-from agents.evaluate import EvalResult, RandomPolicy, evaluate, wilson_interval
-from agents.mpc import MPCAgent, greedy_one_step
-from agents.planners import CEM, MPPI, CEMConfig, MPPIConfig, SamplingPlanner
-from agents.protocols import PredictPolicy
 from tests.agents.test_planners import CumsumModel
 
 SIZE = 16

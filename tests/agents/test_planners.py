@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-
-from agents.planners import (
+from torchwm.agents.planners import (
     CEM,
     MPPI,
     CEMConfig,
@@ -16,7 +15,7 @@ from agents.planners import (
     latent_distance,
     mppi_weights,
 )
-from agents.protocols import RewardModelLike, WorldModelLike
+from torchwm.agents.protocols import RewardModelLike, WorldModelLike
 
 
 class CumsumModel:

@@ -9,26 +9,26 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torchwm.envs  # noqa: F401  (registers the built-in ids)
 from gymnasium.vector import AutoresetMode
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecMonitor
+from torchwm.agents.evaluate import RandomPolicy
+from torchwm.agents.latent_model import PlanningModel
+from torchwm.agents.mpc import MPCAgent
+from torchwm.agents.planners import CEM, CEMConfig
+from torchwm.agents.sb3 import JEPACombinedExtractor, JEPAFeaturesExtractor, LatentPolicyPrior, load_sb3
+from torchwm.agents.vec_env import SB3VecEnv, latent_vector_env
+from torchwm.envs.dream import LatentDreamVectorEnv
+from torchwm.envs.latent import LatentObservationWrapper
+from torchwm.envs.registration import TWO_ROOMS_ID
+from torchwm.wm.checkpoint import save_checkpoint
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.jepa import JEPA
+from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
-import envs  # noqa: F401  (registers the built-in ids)
-from agents.evaluate import RandomPolicy
-from agents.latent_model import PlanningModel
-from agents.mpc import MPCAgent
-from agents.planners import CEM, CEMConfig
-from agents.sb3 import JEPACombinedExtractor, JEPAFeaturesExtractor, LatentPolicyPrior, load_sb3
-from agents.vec_env import SB3VecEnv, latent_vector_env
-from envs.dream import LatentDreamVectorEnv
-from envs.latent import LatentObservationWrapper
-from envs.registration import TWO_ROOMS_ID
 from torchwm.cli import main
-from wm.checkpoint import save_checkpoint
-from wm.config import JEPAConfig
-from wm.jepa import JEPA
-from wm.world_model import WorldModel, WorldModelSpec
 
 
 def tiny_net() -> dict:
@@ -302,8 +302,8 @@ def test_train_policy_names_a_bad_value(
 def test_action_repeat_makes_one_training_step_k_env_steps(world_model: WorldModel) -> None:
     """With action_repeat k the real environment moves k steps an agent step, its time limit counts agent
     steps, and the dream's episode length is the registered limit in agent steps."""
-    from agents.policy_config import PolicyTrainingConfig
-    from agents.train_policy import dream_horizon, real_env
+    from torchwm.agents.policy_config import PolicyTrainingConfig
+    from torchwm.agents.train_policy import dream_horizon, real_env
 
     cfg = PolicyTrainingConfig(checkpoint="unused", max_episode_steps=5, action_repeat=4, num_envs=2)
     env = real_env(cfg, world_model, 2)

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
-
-from envs import PointMassEnv, TwoRoomsEnv
-from envs.registration import POINT_MASS_ID, TWO_ROOMS_ID, register_builtin_envs
-from envs.two_rooms import PointArenaEnv
+from torchwm.envs import PointMassEnv, TwoRoomsEnv
+from torchwm.envs.registration import POINT_MASS_ID, TWO_ROOMS_ID, register_builtin_envs
+from torchwm.envs.two_rooms import PointArenaEnv
 
 ENV_CLASSES = [TwoRoomsEnv, PointMassEnv]
 ENV_IDS = [TWO_ROOMS_ID, POINT_MASS_ID]

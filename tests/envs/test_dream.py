@@ -11,11 +11,10 @@ from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
-
-from envs.dream import LatentDreamEnv, LatentDreamVectorEnv, start_latents
-from wm.checkpoint import save_checkpoint
-from wm.config import JEPAConfig
-from wm.world_model import WorldModel, WorldModelSpec
+from torchwm.envs.dream import LatentDreamEnv, LatentDreamVectorEnv, start_latents
+from torchwm.wm.checkpoint import save_checkpoint
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 CHECKER_NOISE = [
     "ignore:.*Box observation space (minimum|maximum) value",
@@ -193,9 +192,9 @@ def test_disabled_autoreset_restarts_the_masked_environments(model: WorldModel, 
 
 
 def test_start_latents_from_an_episode_directory(model: WorldModel, tmp_path: Path) -> None:
-    from envs.latent import encoder_view
-    from envs.record import record
-    from wm.episodes import episode_frames, read_manifest
+    from torchwm.envs.latent import encoder_view
+    from torchwm.envs.record import record
+    from torchwm.wm.episodes import episode_frames, read_manifest
 
     root = record("torchwm/TwoRooms-v0", "random", 2, tmp_path / "episodes", num_envs=2, max_steps=6,
                   progress=False, lossless=True)  # fmt: skip

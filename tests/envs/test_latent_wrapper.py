@@ -9,22 +9,21 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torchwm.envs  # noqa: F401  (registers the built-in ids)
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
-
-import envs  # noqa: F401  (registers the built-in ids)
-from envs.latent import (
+from torchwm.envs.latent import (
     LatentObservationWrapper,
     VectorLatentObservationWrapper,
     encoder_view,
     pixel_env,
 )
-from envs.registration import TWO_ROOMS_ID
-from wm.checkpoint import save_checkpoint
-from wm.config import JEPAConfig
-from wm.jepa import JEPA
-from wm.trainer import JEPAAgent
-from wm.world_model import WorldModel, WorldModelSpec
+from torchwm.envs.registration import TWO_ROOMS_ID
+from torchwm.wm.checkpoint import save_checkpoint
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.jepa import JEPA
+from torchwm.wm.trainer import JEPAAgent
+from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 CHECKER_NOISE = [
     "ignore:.*different from the unwrapped version",

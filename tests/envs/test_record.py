@@ -6,10 +6,9 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium import spaces
-
-from envs.record import describe_action_space, record
-from wm.episodes import load_episode, read_manifest
-from wm.rollouts import RolloutClips
+from torchwm.envs.record import describe_action_space, record
+from torchwm.wm.episodes import load_episode, read_manifest
+from torchwm.wm.rollouts import RolloutClips
 
 
 class CounterPixelEnv(gymnasium.Env):

@@ -14,13 +14,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from torchwm.agents.planners import CEM, MPPI, CEMConfig, MPPIConfig
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.data import ImageFolder, VideoFolder
+from torchwm.wm.encoders import prepare_frames
+from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
-from agents.planners import CEM, MPPI, CEMConfig, MPPIConfig
 from torchwm.cli import main
-from wm.config import JEPAConfig
-from wm.data import ImageFolder, VideoFolder
-from wm.encoders import prepare_frames
-from wm.world_model import WorldModel, WorldModelSpec
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

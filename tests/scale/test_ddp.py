@@ -16,11 +16,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
+from torchwm.wm.checkpoint import WEIGHTS_FILE
+from torchwm.wm.trainer import JEPAAgent
 
 from tests.scale.tiny import TINY_PRETRAIN, assert_same_weights, child_env
 from torchwm.cli import build_parser, config_from_args, main, torchrun_process_group
-from wm.checkpoint import WEIGHTS_FILE
-from wm.trainer import JEPAAgent
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 

@@ -13,6 +13,9 @@ import warnings
 from pathlib import Path
 
 import pytest
+from torchwm.wm.checkpoint import WEIGHTS_FILE, latest_checkpoint, list_checkpoints
+from torchwm.wm.episodes import read_manifest
+from torchwm.wm.rollouts import RolloutClips
 
 from tests.scale.tiny import (
     TINY_PRETRAIN,
@@ -23,9 +26,6 @@ from tests.scale.tiny import (
     wait_for,
 )
 from torchwm.cli import main
-from wm.checkpoint import WEIGHTS_FILE, latest_checkpoint, list_checkpoints
-from wm.episodes import read_manifest
-from wm.rollouts import RolloutClips
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 

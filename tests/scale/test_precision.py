@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from wm.config import JEPAConfig
-from wm.jepa import JEPA
-from wm.trainer import JEPAAgent, use_bf16
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.jepa import JEPA
+from torchwm.wm.trainer import JEPAAgent, use_bf16
 
 SLOW = os.environ.get("TORCHWM_SLOW_TESTS") == "1"
 

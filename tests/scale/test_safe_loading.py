@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 import torch
-
-from wm.checkpoint import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE, save_checkpoint
-from wm.config import JEPAConfig
-from wm.jepa import JEPA
-from wm.trainer import JEPAAgent
-from wm.wm_trainer import load_world_model
-from wm.world_model import WorldModel, WorldModelSpec
+from torchwm.wm.checkpoint import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE, save_checkpoint
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.jepa import JEPA
+from torchwm.wm.trainer import JEPAAgent
+from torchwm.wm.wm_trainer import load_world_model
+from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 
 def tiny_jepa_config() -> JEPAConfig:

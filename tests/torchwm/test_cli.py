@@ -6,10 +6,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from torchwm.wm.checkpoint import latest_checkpoint
+from torchwm.wm.config import JEPAConfig
 
 from torchwm.cli import main
-from wm.checkpoint import latest_checkpoint
-from wm.config import JEPAConfig
 
 TINY = [
     "--image-size", "32", "--embed-dim", "32", "--num-layers", "1", "--num-heads", "2",

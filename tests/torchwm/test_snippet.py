@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from wm.checkpoint import latest_checkpoint
+from torchwm.wm.checkpoint import latest_checkpoint
 
 
 def test_documented_snippet_runs(image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,8 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-
-from wm.config import PRESETS, JEPAConfig
+from torchwm.wm.config import PRESETS, JEPAConfig
 
 
 def test_defaults_are_the_spec() -> None:
@@ -128,8 +127,8 @@ def test_constructor_is_lazy_and_validate_catches_attribute_writes() -> None:
 
 
 def test_attribute_write_is_validated_by_the_model_and_the_trainer(tiny_cfg: JEPAConfig) -> None:
-    from wm.jepa import JEPA
-    from wm.trainer import JEPAAgent
+    from torchwm.wm.jepa import JEPA
+    from torchwm.wm.trainer import JEPAAgent
 
     agent = JEPAAgent(tiny_cfg)
     tiny_cfg.image_size = 36  # not a multiple of patch_size 8

@@ -10,10 +10,17 @@ from pathlib import Path
 import decord
 import pytest
 import torch
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.data import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    ImageFolder,
+    MovingShapes,
+    VideoFolder,
+    build_dataset,
+)
 
 from tests.conftest import VIDEO_FRAMES, frame_marker
-from wm.config import JEPAConfig
-from wm.data import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ImageFolder, MovingShapes, VideoFolder, build_dataset
 
 
 def skip_warnings(record: list[warnings.WarningMessage], name: str) -> list[str]:
@@ -180,7 +187,7 @@ def test_build_dataset_follows_the_config(
 
 
 def test_trainer_summary_lists_skipped_files(tiny_cfg: JEPAConfig, video_folder: Path) -> None:
-    from wm.trainer import JEPAAgent
+    from torchwm.wm.trainer import JEPAAgent
 
     cfg = dataclasses.replace(tiny_cfg, dataset="video", root_path=str(video_folder), max_steps=1)
     with pytest.warns(UserWarning, match="broken.mp4"):
@@ -190,7 +197,7 @@ def test_trainer_summary_lists_skipped_files(tiny_cfg: JEPAConfig, video_folder:
 
 
 def test_trainer_summary_lists_undecodable_images(tiny_cfg: JEPAConfig, image_folder: Path) -> None:
-    from wm.trainer import JEPAAgent
+    from torchwm.wm.trainer import JEPAAgent
 
     garbage = image_folder / "train" / "b" / "garbage.png"
     garbage.write_bytes(b"\x89PNG but not really" * 10)

@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchwm.wm.augment import augment_clips, random_flip
+from torchwm.wm.checkpoint import WEIGHTS_FILE, read_config, save_checkpoint
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.data import ImageFolder, VideoFolder
+from torchwm.wm.features import FeatureSet, export_features, extract_features, labelled_dataset, load_encoder
+from torchwm.wm.finetune import FinetuneConfig, Finetuner, layer_decay_groups, load_classifier
+from torchwm.wm.jepa import JEPA
+from torchwm.wm.probes import ProbeConfig, fit_probe, run_probes, split_held_out
+from torchwm.wm.trainer import JEPAAgent
 
 from torchwm.cli import main as cli_main
-from wm.augment import augment_clips, random_flip
-from wm.checkpoint import WEIGHTS_FILE, read_config, save_checkpoint
-from wm.config import JEPAConfig
-from wm.data import ImageFolder, VideoFolder
-from wm.features import FeatureSet, export_features, extract_features, labelled_dataset, load_encoder
-from wm.finetune import FinetuneConfig, Finetuner, layer_decay_groups, load_classifier
-from wm.jepa import JEPA
-from wm.probes import ProbeConfig, fit_probe, run_probes, split_held_out
-from wm.trainer import JEPAAgent
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def tuned_cfg(ckpt: Path) -> JEPAConfig:
 
 
 def test_layer_decay_gives_lower_layers_smaller_rates(pretrained: Path) -> None:
-    from wm.finetune import Classifier
+    from torchwm.wm.finetune import Classifier
 
     encoder, cfg = load_encoder(pretrained)
     model = Classifier(encoder.requires_grad_(True), ["a", "b"], cfg.image_size)

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from wm import episodes as ep
-from wm.episodes import EpisodeWriter, episode_frames, load_episode, read_manifest
-from wm.rollouts import RolloutClips
+from torchwm.wm import episodes as ep
+from torchwm.wm.episodes import EpisodeWriter, episode_frames, load_episode, read_manifest
+from torchwm.wm.rollouts import RolloutClips
 
 BOX = {"kind": "box", "shape": [2], "low": [-1.0, -1.0], "high": [1.0, 1.0]}
 DISCRETE = {"kind": "discrete", "n": 3}

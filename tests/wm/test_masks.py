@@ -7,8 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from wm.masks import MaskSpec, gather_tokens, make_masks
+from torchwm.wm.masks import MaskSpec, gather_tokens, make_masks
 
 
 def check_partition(spec: MaskSpec, ctx: torch.Tensor, tgt: torch.Tensor, batch: int) -> None:

@@ -7,12 +7,11 @@ import dataclasses
 
 import pytest
 import torch
-
-from wm.config import JEPAConfig
-from wm.encoders import MaskedPredictor, VisionEncoder, prepare_frames
-from wm.jepa import JEPA, build_encoder, ema_momentum, mask_spec
-from wm.losses import collapse_stats, covariance_loss, prediction_loss, variance_loss
-from wm.masks import MaskSpec, make_masks
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.encoders import MaskedPredictor, VisionEncoder, prepare_frames
+from torchwm.wm.jepa import JEPA, build_encoder, ema_momentum, mask_spec
+from torchwm.wm.losses import collapse_stats, covariance_loss, prediction_loss, variance_loss
+from torchwm.wm.masks import MaskSpec, make_masks
 
 B, T, C, S, P, D = 2, 4, 3, 32, 8, 32  # batch, frames, channels, image side, patch, width
 K = (S // P) ** 2  # tokens a time step

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-
-from wm.checkpoint import (
+from torchwm.wm.checkpoint import (
     STATE_FILE,
     WEIGHTS_FILE,
     latest_checkpoint,
@@ -23,9 +22,9 @@ from wm.checkpoint import (
     load_trainer_state,
     save_checkpoint,
 )
-from wm.config import JEPAConfig
-from wm.jepa import JEPA
-from wm.trainer import JEPAAgent, _Loop, lr_at
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.jepa import JEPA
+from torchwm.wm.trainer import JEPAAgent, _Loop, lr_at
 
 
 def losses(run_dir: str | Path) -> dict[int, float]:

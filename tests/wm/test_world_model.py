@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
-import envs  # noqa: F401  (registers the built-in ids)
-from envs.record import record
-from wm.config import JEPAConfig
-from wm.trainer import JEPAAgent
-from wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model, world_model_loss
-from wm.world_model import WorldModel, WorldModelSpec
+import torchwm.envs  # noqa: F401  (registers the built-in ids)
+from torchwm.envs.record import record
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.trainer import JEPAAgent
+from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model, world_model_loss
+from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 K, D, A = 4, 8, 2  # latent_grid=2 over a 4x4 patch grid, latent width, action size
 
@@ -388,7 +387,7 @@ def test_a_checkpoint_from_before_the_residual_flag_loads_as_a_direct_predictor(
 ) -> None:
     import json
 
-    from wm.checkpoint import CONFIG_FILE, resolve_checkpoint
+    from torchwm.wm.checkpoint import CONFIG_FILE, resolve_checkpoint
 
     final = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "wm")).run()
     assert load_world_model(final).spec.residual  # new checkpoints say residual=True
