@@ -22,10 +22,13 @@ import torch
 from torchwm.agents.evaluate import RandomPolicy, evaluate
 from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.mpc import MPCAgent, greedy_one_step
-from torchwm.agents.planners import CEM, MPPI, CEMConfig, MPPIConfig, SamplingPlanner
+from torchwm.agents.planners import CEM, MPPI, CEMConfig, CostOn, MPPIConfig, SamplingPlanner
 from torchwm.envs.action_repeat import ActionRepeat
+from torchwm.envs.registration import TWO_ROOMS_ID
 from torchwm.envs.reset_options import ResetOptions
+from torchwm.wm.checkpoint import read_config, resolve_checkpoint
 from torchwm.wm.wm_trainer import load_world_model
+from torchwm.wm.world_model import DataFacts
 
 PlannerName = Literal["cem", "mppi"]
 
@@ -61,6 +64,43 @@ class PlanningBenchmarkConfig:
     threads: int = 1
     """torch CPU threads while planning (1: a planning call's small matmuls run faster on one thread than
     split over two; 0: leave torch's setting). The previous setting is restored afterwards."""
+
+
+DEFAULT_RESET_OPTIONS: dict[str, tuple[tuple[str, Any], ...]] = {
+    TWO_ROOMS_ID: (("different_rooms", True),),
+}
+"""Reset options the benchmark uses by default for an environment (the task its table reports)."""
+
+
+def planner_configs(
+    num_samples: int, cost_on: CostOn = "sum", num_elites: int = 0, iterations: int = 0
+) -> tuple[CEMConfig, MPPIConfig]:
+    """CEM and MPPI settings for a sample budget: elites an eighth of the samples for MPPI and a tenth for
+    CEM unless ``num_elites`` is given; each planner's default iterations unless ``iterations`` is."""
+    cem = CEMConfig(num_samples=num_samples, num_elites=num_elites or max(num_samples // 10, 2), cost_on=cost_on)
+    mppi = MPPIConfig(num_samples=num_samples, num_elites=num_elites or max(num_samples // 8, 2), cost_on=cost_on)
+    if iterations:
+        cem, mppi = replace(cem, iterations=iterations), replace(mppi, iterations=iterations)
+    return cem, mppi
+
+
+def benchmark_config_for(checkpoint: str | Path, **overrides: Any) -> PlanningBenchmarkConfig:
+    """The evaluation a world-model checkpoint asks for: its environment, its frame skip as the action repeat,
+    its recipe's planner, sample budget, horizon and step budget, and the environment's default reset
+    options; any field of `PlanningBenchmarkConfig` in ``overrides`` replaces what the checkpoint says."""
+    data = DataFacts.from_checkpoint_config(read_config(resolve_checkpoint(checkpoint)))
+    planning = data.planning
+    env_id = overrides.get("env_id", data.env_id or PlanningBenchmarkConfig.env_id)
+    fields: dict[str, Any] = {"env_id": env_id, "action_repeat": data.frame_skip}
+    fields["reset_options"] = DEFAULT_RESET_OPTIONS.get(env_id, ())
+    if planning:
+        cem, mppi = planner_configs(int(planning["num_samples"]))
+        fields.update(
+            planners=(planning["planner"],), horizon=int(planning["horizon"]),
+            max_steps=int(planning["max_steps"]), cem=cem, mppi=mppi,
+        )  # fmt: skip
+    fields.update(overrides)
+    return PlanningBenchmarkConfig(**fields)
 
 
 def make_benchmark_env(cfg: PlanningBenchmarkConfig) -> gym.Env:

@@ -26,14 +26,14 @@ from torchwm.agents.mpc import MPCAgent
 from torchwm.agents.planners import MPPI, MPPIConfig
 from torchwm.envs.action_repeat import ActionRepeat
 from torchwm.envs.latent import pixel_env
-from torchwm.envs.record import record
-from torchwm.wm.trainer import JEPAAgent
-from torchwm.wm.wm_trainer import WorldModelTrainer, load_world_model
+from torchwm.wm.recipes import get_recipe
+from torchwm.wm.wm_trainer import load_world_model
 
-from torchwm.demo import demo_jepa_config, dynamics_config, joint_config
+from torchwm.pipeline import fit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pendulum.json"
 FRAME_SKIP = 2
+"""Pendulum's own setting (the env dictates it): at frame skip 4 a random policy's frames jump too far."""
 
 
 def pixels(image_size: int = 64) -> gym.Env:
@@ -52,10 +52,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
     args = p.parse_args()
     out, t0 = Path(args.out), time.perf_counter()
-    episodes = record(pixels, "random", args.episodes, out / "episodes", num_envs=4, seed=0, frame_skip=FRAME_SKIP)
-    JEPAAgent(demo_jepa_config(out, episodes, args.jepa_steps)).train()
-    WorldModelTrainer(joint_config(out, episodes, args.joint_steps)).run()
-    checkpoint = WorldModelTrainer(dynamics_config(out, episodes, args.dynamics_steps)).run()
+    recipe = get_recipe("two-phase").scaled(
+        frame_skip=FRAME_SKIP, episodes=args.episodes, jepa_steps=args.jepa_steps,
+        joint_steps=args.joint_steps, dynamics_steps=args.dynamics_steps,
+    )  # fmt: skip
+    checkpoint = fit(pixels, out, recipe).world_model
     train_seconds = time.perf_counter() - t0
     torch.set_num_threads(1)
     model = PlanningModel(load_world_model(checkpoint))

@@ -96,6 +96,16 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import torchwm.envs  # noqa: F401  (registers the built-in environments)
+    from torchwm.pipeline import fit
+
+    result = fit(args.env, args.out, args.recipe, seed=args.seed, num_envs=args.num_envs)
+    print(f"world model: {result.world_model} (recipe {result.recipe!r}, seed {result.seed}); plan with "
+          f"torchwm bench planning --checkpoint {result.world_model}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from torchwm.demo import run_demo
 
@@ -157,20 +167,28 @@ def _cmd_train_world_model(args: argparse.Namespace) -> int:
 
 def _cmd_bench_planning(args: argparse.Namespace) -> int:
     import torchwm.envs  # noqa: F401  (registers the built-in environments)
-    from torchwm.agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
+    from torchwm.agents.benchmark import benchmark_config_for, planner_configs, run_planning_benchmark
 
-    options = (("different_rooms", True),) if args.different_rooms else ()
-    cfg = PlanningBenchmarkConfig(
-        env_id=args.env,
-        episodes=args.episodes,
-        max_steps=args.max_steps,
-        seed=args.seed,
-        reset_options=options,
-        planners=tuple(args.planners),
-        horizon=args.horizon,
-        action_repeat=args.action_repeat,
-        gifs=args.gifs,
-    )
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    overrides: dict[str, Any] = {
+        field: given[name]
+        for name, field in (
+            ("env", "env_id"), ("episodes", "episodes"), ("max_steps", "max_steps"), ("seed", "seed"),
+            ("horizon", "horizon"), ("action_repeat", "action_repeat"), ("gifs", "gifs"), ("threads", "threads"),
+        )
+        if name in given
+    }  # fmt: skip
+    if "planners" in given:
+        overrides["planners"] = tuple(given["planners"])
+    if "different_rooms" in given:
+        overrides["reset_options"] = (("different_rooms", True),) if given["different_rooms"] else ()
+    cfg = benchmark_config_for(args.checkpoint, **overrides)
+    if any(k in given for k in ("samples", "elites", "iterations", "cost_on")):
+        cem, mppi = planner_configs(
+            given.get("samples", cfg.mppi.num_samples), given.get("cost_on", cfg.mppi.cost_on),
+            given.get("elites", 0), given.get("iterations", 0),
+        )  # fmt: skip
+        cfg = dataclasses.replace(cfg, cem=cem, mppi=mppi)
     run_planning_benchmark(args.checkpoint, args.out, cfg)
     print(f"results in {args.out}/planning.json")
     return 0
@@ -274,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo", help="output directory")
     d.add_argument("--quick", action="store_true", help="a tiny budget (a smoke test, not a result)")
     d.set_defaults(func=_cmd_demo)
+    from torchwm.wm.recipes import RECIPES
+
+    ft = sub.add_parser("fit", help="record, pretrain and train a world model for an env with a named recipe")
+    ft.add_argument("--env", required=True, help="gymnasium id, e.g. torchwm/TwoRooms-v0")
+    ft.add_argument("--out", required=True, help="run folder (a killed run continues where it stopped)")
+    ft.add_argument("--recipe", default="two-phase", choices=sorted(RECIPES), help="named recipe")
+    ft.add_argument("--seed", type=int, default=0, help="training seed")
+    ft.add_argument("--num-envs", type=int, default=4, help="sub-environments of the recorder")
+    ft.set_defaults(func=_cmd_fit)
     r = sub.add_parser("record", help="record rollouts of a gymnasium environment into an episode directory")
     r.add_argument("--env", required=True, help="gymnasium id, e.g. torchwm/TwoRooms-v0 or Pendulum-v1")
     r.add_argument("--episodes", type=int, required=True, help="episodes to record")
@@ -322,16 +349,23 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bench", required=True)
     bp = bsub.add_parser("planning", help="closed-loop MPC vs random and greedy baselines")
     bp.add_argument("--checkpoint", required=True, help="world-model checkpoint or run directory")
-    bp.add_argument("--env", default="torchwm/TwoRooms-v0")
-    bp.add_argument("--episodes", type=int, default=50)
-    bp.add_argument("--max-steps", type=int, default=100)
-    bp.add_argument("--seed", type=int, default=1000)
-    bp.add_argument("--horizon", type=int, default=8)
-    bp.add_argument("--action-repeat", type=int, default=1, help="match the recording's --frame-skip")
-    bp.add_argument("--planners", nargs="+", default=["cem", "mppi"], choices=["cem", "mppi"])
-    bp.add_argument("--different-rooms", action=argparse.BooleanOptionalAction, default=True)
-    bp.add_argument("--gifs", type=int, default=2)
     bp.add_argument("--out", default="runs/bench_planning")
+    unset = "default: what the checkpoint and its recipe say"
+    bp.add_argument("--env", help=f"gymnasium id ({unset})")
+    bp.add_argument("--episodes", type=int, help="seeded episodes per method (default 50)")
+    bp.add_argument("--max-steps", type=int, help=f"agent steps an episode may take ({unset})")
+    bp.add_argument("--seed", type=int, help="seed of the first episode (default 1000)")
+    bp.add_argument("--horizon", type=int, help=f"planning horizon in model steps ({unset})")
+    bp.add_argument("--action-repeat", type=int, help="env steps per action (default: the checkpoint's frame skip)")
+    bp.add_argument("--planners", nargs="+", choices=["cem", "mppi"], help=f"planners to evaluate ({unset})")
+    bp.add_argument("--samples", type=int, help=f"candidate sequences per iteration ({unset})")
+    bp.add_argument("--elites", type=int, help="elites (default: samples/8 for MPPI, samples/10 for CEM)")
+    bp.add_argument("--iterations", type=int, help="iterations per planning call (default: each planner's)")
+    bp.add_argument("--cost-on", choices=["final", "sum"], help="latent cost of the final step or summed (sum)")
+    bp.add_argument("--different-rooms", action=argparse.BooleanOptionalAction,
+                    help="TwoRooms: start and goal in different rooms (default on TwoRooms)")
+    bp.add_argument("--gifs", type=int, help="MPC episodes rendered as GIFs (default 2)")
+    bp.add_argument("--threads", type=int, help="torch threads while planning (default 1)")
     bp.set_defaults(func=_cmd_bench_planning)
     _add_downstream_commands(sub)
     return parser

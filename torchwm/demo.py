@@ -1,137 +1,67 @@
 """``torchwm demo``: the whole pipeline on the built-in TwoRooms environment, no downloads.
 
-record random rollouts -> pretrain the tiny JEPA on them -> train the world model in two phases (the
-encoder fine-tuned jointly with the dynamics into a smooth latent, then the dynamics alone on that fixed
-latent) -> plan to goal images in the real environment (MPPI beside a random policy) -> JSON, plot, GIF.
+`torchwm.pipeline.fit` with the ``two-phase`` recipe (record random rollouts -> pretrain the tiny JEPA ->
+the encoder fine-tuned jointly with the dynamics into a smooth latent -> the dynamics alone on that fixed
+latent), then planning to goal images in the real environment with the recipe's planner beside a greedy
+one-step planner and a random policy -> JSON (with each stage's wall time), plot, GIF.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import torchwm.envs  # noqa: F401  (registers the built-in environments)
-from torchwm.agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
-from torchwm.agents.planners import MPPIConfig
-from torchwm.envs.record import record
-from torchwm.wm.config import JEPAConfig
-from torchwm.wm.trainer import JEPAAgent
-from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer
+from torchwm.agents.benchmark import benchmark_config_for, run_planning_benchmark
+from torchwm.envs.registration import TWO_ROOMS_ID
+from torchwm.pipeline import fit
+from torchwm.wm.recipes import get_recipe
 
-
-@dataclass(frozen=True)
-class DemoBudget:
-    """How much of each stage the demo runs."""
-
-    episodes: int = 300
-    jepa_steps: int = 400
-    joint_steps: int = 600
-    dynamics_steps: int = 3000
-    eval_episodes: int = 10
-    eval_max_steps: int = 25
+RECIPE = "two-phase"
+"""The recipe the demo trains (the same one `torchwm fit` and the benchmarks use)."""
+QUICK_RECIPE = "two-phase-smoke"
+"""``--quick``: the same stages on a toy budget (a smoke test, not a result)."""
+EVAL_EPISODES = {False: 10, True: 2}
+"""Planning episodes of the demo (the 50-episode benchmark is `torchwm bench planning`)."""
 
 
-FULL = DemoBudget()
-QUICK = DemoBudget(
-    episodes=8, jepa_steps=5, joint_steps=5, dynamics_steps=5, eval_episodes=2, eval_max_steps=5
-)
-FRAME_SKIP = 4
-"""Environment steps per recorded step and per planned action: the planner's horizon of 8 model steps
-looks 32 environment steps ahead, far enough to find the door between the rooms."""
-
-
-def demo_jepa_config(out: Path, episodes_dir: Path, steps: int) -> JEPAConfig:
-    """The tiny JEPA of the demo: a per-frame (spatial) encoder trained on pairs of consecutive recorded
-    frames (``FRAME_SKIP`` environment steps apart)."""
-    return JEPAConfig.preset(
-        "tiny",
-        dataset="rollouts",
-        root_path=str(episodes_dir),
-        encoder="spatial",
-        tubelet_size=1,
-        num_frames=2,
-        frame_step=1,
-        max_steps=steps,
-        epochs=1000,
-        output_dir=str(out / "jepa"),
-        checkpoint_interval=max(steps // 2, 1),
-    )
-
-
-def joint_config(out: Path, episodes_dir: Path, steps: int) -> WorldModelConfig:
-    """Phase 1 (PLDM-style): the JEPA encoder fine-tuned with the dynamics on short sequences, held apart
-    from collapse by a strong variance term, and smooth in time, so that latent distance follows distance
-    in the arena. Targets come from the online weights (EMA momentum 0)."""
-    return WorldModelConfig(
-        root_path=str(episodes_dir),
-        encoder_checkpoint=str(out / "jepa"),
-        freeze_encoder=False,
-        seq_len=4,
-        predict_horizon=3,
-        batch_size=16,
-        var_weight=10.0,
-        smooth_weight=2.0,
-        ema_start=0.0,
-        ema_end=0.0,
-        width=64,
-        steps=steps,
-        output_dir=str(out / "world_model_joint"),
-        checkpoint_interval=max(steps // 2, 1),
-    )
-
-
-def dynamics_config(out: Path, episodes_dir: Path, steps: int) -> WorldModelConfig:
-    """Phase 2: the dynamics alone, on the encoder and latent head of phase 1 (``out/world_model_joint``)."""
-    return WorldModelConfig(
-        root_path=str(episodes_dir),
-        encoder_checkpoint=str(out / "world_model_joint"),
-        width=64,
-        steps=steps,
-        output_dir=str(out / "world_model"),
-        checkpoint_interval=max(steps // 2, 1),
-    )
-
-
-def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> dict:
-    """Run every stage, print what each gave, and return the planning summary."""
-    out, budget, t0 = Path(out_dir), (QUICK if quick else FULL), time.perf_counter()
-    episodes_dir = out / "episodes"
-    print(f"[1/4] recording {budget.episodes} random episodes of torchwm/TwoRooms-v0 -> {episodes_dir}")
-    record(
-        "torchwm/TwoRooms-v0",
-        "random",
-        budget.episodes,
-        episodes_dir,
-        num_envs=4,
-        seed=0,
-        frame_skip=FRAME_SKIP,
-    )
-    print(f"[2/4] pretraining the tiny JEPA for {budget.jepa_steps} steps")
-    summary = JEPAAgent(demo_jepa_config(out, episodes_dir, budget.jepa_steps)).train()
-    print(f"      loss {summary.final_loss:.4f}, {summary.clips_per_s:.1f} clips/s")
-    print(f"[3/4] world model: {budget.joint_steps} steps fine-tuning the encoder with the dynamics")
-    WorldModelTrainer(joint_config(out, episodes_dir, budget.joint_steps)).run()
-    print(f"      then {budget.dynamics_steps} steps of the dynamics alone on that latent")
-    checkpoint = WorldModelTrainer(dynamics_config(out, episodes_dir, budget.dynamics_steps)).run()
+def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> dict[str, Any]:
+    """Run every stage, print what each gave, write ``demo.json`` and return the planning summary."""
+    out, t0 = Path(out_dir), time.perf_counter()
+    recipe = get_recipe(QUICK_RECIPE if quick else RECIPE)
     print(
-        f"[4/4] planning to goal images in {budget.eval_episodes} episodes (start and goal in different rooms)"
+        f"[1/2] fit: recipe {recipe.name!r} on {TWO_ROOMS_ID}: {recipe.episodes} random episodes (frame skip "
+        f"{recipe.frame_skip}), JEPA {recipe.jepa_steps} steps, encoder with dynamics {recipe.joint_steps} "
+        f"steps, dynamics alone {recipe.dynamics_steps} steps -> {out}"
     )
-    bench = PlanningBenchmarkConfig(
-        episodes=budget.eval_episodes,
-        max_steps=budget.eval_max_steps,
-        action_repeat=FRAME_SKIP,
-        planners=("mppi",),
-        mppi=MPPIConfig(num_samples=100, num_elites=12),
-        gifs=1,
-    )
-    result = run_planning_benchmark(checkpoint, out / "planning", bench)  # on one thread (its default)
-    mppi = result["methods"]["mpc_mppi"]
+    fitted = fit(TWO_ROOMS_ID, out, recipe)
+    episodes = EVAL_EPISODES[quick]
+    print(f"[2/2] planning to goal images in {episodes} episodes (start and goal in different rooms)")
+    t_plan = time.perf_counter()
+    bench = benchmark_config_for(fitted.world_model, episodes=episodes, gifs=1)
+    result = run_planning_benchmark(fitted.world_model, out / "planning", bench)  # on one thread (its default)
+    stages = {**fitted.seconds, "planning": time.perf_counter() - t_plan}
+    planner = f"mpc_{bench.planners[0]}"
+    row, random_row = result["methods"][planner], result["methods"]["random"]
+    wall = time.perf_counter() - t0
+    summary = {
+        "recipe": recipe.name,
+        "wall_seconds": wall,
+        "stage_seconds": stages,
+        "planner": planner,
+        "success_rate": row["success_rate"],
+        "success_ci95": row["success_ci95"],
+        "random_success_rate": random_row["success_rate"],
+        "median_ms_per_call": row["median_ms_per_step"],
+        "episodes": episodes,
+        "world_model": fitted.world_model,
+    }
+    (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(
-        f"done in {time.perf_counter() - t0:.0f} s: MPPI success {mppi['success_rate']:.2f} "
-        f"(random {result['methods']['random']['success_rate']:.2f}), median "
-        f"{mppi['median_ms_per_step']:.1f} ms a planning call ({FRAME_SKIP} env steps); "
-        f"plot {out / 'planning' / 'planning.png'}, "
-        f"GIF {out / 'planning' / 'episode_0.gif'}"
+        f"done in {wall:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in stages.items())}): {planner} success "
+        f"{row['success_rate']:.2f} (random {random_row['success_rate']:.2f}), median "
+        f"{row['median_ms_per_step']:.1f} ms a planning call ({bench.action_repeat} env steps); "
+        f"plot {out / 'planning' / 'planning.png'}, GIF {out / 'planning' / 'episode_0.gif'}, {out / 'demo.json'}"
     )
     return result

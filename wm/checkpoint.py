@@ -43,6 +43,13 @@ def fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def user_file_mode() -> int:
+    """The permission bits a file the user creates gets (0o666 less the umask), as `open` would give it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def save_checkpoint(
     path: str | Path,
     config: dict[str, Any],
@@ -62,7 +69,9 @@ def save_checkpoint(
     if trainer_state is not None:
         torch.save(trainer_state, tmp / STATE_FILE)
         files.append(STATE_FILE)
+    mode = user_file_mode()  # safetensors writes 0600; every file of a checkpoint gets what the user's files get
     for name in files:
+        os.chmod(tmp / name, mode)
         fsync_file(tmp / name)
     fsync_dir(tmp)
     if path.exists():  # re-saving the same step: move the old one aside first, then drop it

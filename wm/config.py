@@ -102,7 +102,8 @@ class JEPAConfig:
     epochs: int = 100
     """Passes over the data set."""
     max_steps: int = 0
-    """Stop after this many optimiser steps if > 0 (overrides ``epochs`` when smaller)."""
+    """Train exactly this many optimiser steps if > 0, passing over the data as often as it takes (``epochs`` is
+    then ignored); 0: ``epochs`` passes."""
     batch_size: int = 64
     """Clips per optimiser step (per process under torchrun)."""
     learning_rate: float = 1e-4

@@ -216,6 +216,18 @@ def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
+def recorded_frame_skip(manifest: dict[str, Any]) -> int:
+    """The frame skip every episode of a manifest was recorded with (1 where the recorder did not say);
+    episodes recorded with different skips raise `ValueError`, since one model step cannot mean both."""
+    skips = {int(e.get("info", {}).get("frame_skip", 1)) for e in manifest["episodes"]}
+    if len(skips) > 1:
+        raise ValueError(
+            f"the episodes were recorded with different frame skips {sorted(skips)}; record each skip into its "
+            "own directory (torchwm record --frame-skip K --out DIR)"
+        )
+    return skips.pop() if skips else 1
+
+
 def episode_entry(manifest: dict[str, Any], name: str) -> dict[str, Any]:
     """The manifest entry of episode ``name``."""
     for entry in manifest["episodes"]:

@@ -66,7 +66,8 @@ class FinetuneConfig:
     epochs: int = 10
     """Passes over the training split."""
     max_steps: int = 0
-    """Stop after this many optimiser steps if > 0 (overrides ``epochs`` when smaller)."""
+    """Train exactly this many optimiser steps if > 0, passing over the data as often as it takes (``epochs`` is
+    then ignored); 0: ``epochs`` passes."""
     batch_size: int = 32
     """Clips per optimiser step."""
     learning_rate: float = 5e-4
@@ -318,7 +319,7 @@ class _FinetuneLoop:
         # Incomplete last batches are dropped (a batch norm needs two samples), as in pretraining.
         self.steps_per_epoch = max(len(train_idx) // cfg.batch_size, 1)
         total = cfg.epochs * self.steps_per_epoch
-        self.total = min(total, cfg.max_steps) if cfg.max_steps and total else (cfg.max_steps or total)
+        self.total = cfg.max_steps or total  # max_steps wins: the data is passed over as often as it takes
         self.optimizer = torch.optim.AdamW(layer_decay_groups(model, cfg.weight_decay, cfg.layer_decay))
         self.bf16 = use_bf16(jepa_cfg, device)
         self.step = 0

@@ -173,7 +173,7 @@ class _Loop:
                 "(lower batch_size or add data)"
             )
         total = cfg.epochs * self.steps_per_epoch
-        self.total = min(total, cfg.max_steps) if cfg.max_steps and total else (cfg.max_steps or total)
+        self.total = cfg.max_steps or total  # max_steps wins: the data is passed over as often as it takes
         self.optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
         self.bf16 = use_bf16(cfg, device)
         self.forward: Callable[..., Any] = model

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torchwm.wm.checkpoint import (
-    CONFIG_FILE,
     jepa_config_of,
     latest_checkpoint,
     load_state_checked,
@@ -30,16 +29,15 @@ from torchwm.wm.checkpoint import (
     read_config,
     resolve_checkpoint,
     restore_training,
-    save_checkpoint,
 )
 from torchwm.wm.config import JEPAConfig
-from torchwm.wm.episodes import action_size
+from torchwm.wm.episodes import action_size, recorded_frame_skip
 from torchwm.wm.losses import collapse_stats, covariance_loss, variance_loss
 from torchwm.wm.rollouts import RolloutClips
 from torchwm.wm.runlog import RunLog
 from torchwm.wm.schedule import linear_ramp, warmup_cosine
 from torchwm.wm.trainer import resolve_device
-from torchwm.wm.world_model import WorldModel, WorldModelSpec
+from torchwm.wm.world_model import DataFacts, WorldModel, WorldModelSpec
 from tqdm.auto import tqdm
 
 
@@ -119,6 +117,9 @@ class WorldModelConfig:
     """Continue from the latest checkpoint in ``output_dir``."""
     progress: bool = True
     """Show a tqdm progress bar."""
+    recipe: str = ""
+    """Name of the recipe (`torchwm.wm.recipes`) this config belongs to; recorded in the checkpoint with the
+    recipe's planning defaults. Empty: none."""
 
     def validate(self) -> WorldModelConfig:
         """Raise `ValueError` naming a bad field, its value and what is allowed."""
@@ -166,22 +167,29 @@ class WorldModelConfig:
 
 
 def load_world_model(path: str | Path, device: str = "cpu") -> WorldModel:
-    """Rebuild a trained world model from its checkpoint (or run) directory, in eval mode."""
-    ckpt = resolve_checkpoint(path)
-    raw = read_config(ckpt)
-    if raw.get("kind") != "world_model":
-        raise ValueError(f"{ckpt} holds a {raw.get('kind', 'unknown')!r} checkpoint, not a world model")
-    try:
-        # Checkpoints written before WorldModelSpec.residual existed hold direct (non-residual) predictors.
-        jepa_cfg, spec = JEPAConfig.from_dict(raw["jepa"]), WorldModelSpec(**{"residual": False, **raw["spec"]})
-        freeze = bool(raw["train"]["freeze_encoder"])
-    except (KeyError, TypeError, ValueError) as err:  # a missing section, an unknown or invalid field
-        raise ValueError(
-            f"{ckpt / CONFIG_FILE} does not describe a world model this code builds ({type(err).__name__}: {err})"
-        ) from err
-    model = WorldModel(jepa_cfg, spec, freeze)
-    load_state_checked(model, load_weights(ckpt), ckpt)
-    return model.to(resolve_device(device)).eval()
+    """Rebuild a trained world model from its checkpoint (or run) directory, in eval mode
+    (`WorldModel.from_pretrained`, with ``device="auto"`` understood)."""
+    return WorldModel.from_pretrained(path, resolve_device(device))
+
+
+def data_facts(cfg: WorldModelConfig, dataset: RolloutClips, window: int) -> DataFacts:
+    """What a world model trained by ``cfg`` on ``dataset`` was trained on (see `DataFacts`)."""
+    manifest = dataset.manifest
+    planning: dict[str, Any] = {}
+    if cfg.recipe:
+        from torchwm.wm.recipes import get_recipe
+
+        planning = get_recipe(cfg.recipe).planning.to_dict()
+    return DataFacts(
+        env_id=manifest.get("env_id"),
+        imports=tuple(manifest.get("imports", ())),
+        frame_skip=recorded_frame_skip(manifest) * cfg.frame_step,
+        frame_shape=tuple(manifest["frame_shape"]),
+        action_space=manifest.get("action_space"),
+        frame_history=window,
+        recipe=cfg.recipe,
+        planning=planning,
+    )
 
 
 def build_world_model(cfg: WorldModelConfig, dataset: RolloutClips) -> WorldModel:
@@ -279,6 +287,7 @@ class WorldModelTrainer:
         torch.manual_seed(cfg.seed)
         self.dataset = RolloutClips(cfg.root_path, cfg.seq_len, cfg.frame_step)
         self.model = build_world_model(cfg, self.dataset).to(self.device)
+        self.model.data = data_facts(cfg, self.dataset, self.model.window)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.run_dir = Path(cfg.output_dir)
@@ -416,17 +425,9 @@ class WorldModelTrainer:
         return final
 
     def _save(self) -> Path:
-        config = {
-            "kind": "world_model",
-            "jepa": self.model.jepa_cfg.to_dict(),
-            "spec": self.model.spec.to_dict(),
-            "train": dataclasses.asdict(self.cfg),
-            "env_id": self.dataset.manifest.get("env_id"),
-            "action_space": self.dataset.manifest.get("action_space"),
-        }
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step}
-        path = save_checkpoint(
-            self.run_dir / "checkpoints" / f"step_{self.step:08d}", config, self.model.state_dict(), state
+        path = self.model.save_pretrained(
+            self.run_dir / "checkpoints" / f"step_{self.step:08d}", state, train=dataclasses.asdict(self.cfg)
         )
         prune_checkpoints(self.run_dir, 2)
         return path

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,14 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torchwm.wm.checkpoint import (
+    CONFIG_FILE,
+    load_state_checked,
+    load_weights,
+    read_config,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.dynamics import DynamicsPredictor, KVCache
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
@@ -60,6 +69,46 @@ class WorldModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What a world model was trained on, recorded in its checkpoint so that every consumer (the planning
+    benchmark, the latent wrappers, the dream env, the MPC agent) needs nothing but the checkpoint."""
+
+    env_id: str | None = None
+    """Gymnasium id of the recorded environment (None: unknown, e.g. a model built in code)."""
+    imports: tuple[str, ...] = ()
+    """Modules to import before ``env_id`` resolves (plugins that register environments)."""
+    frame_skip: int = 1
+    """Environment steps per model step: the recording's frame skip times the trainer's ``frame_step``."""
+    frame_shape: tuple[int, ...] | None = None
+    """Shape of the recorded frames [H, W, C]."""
+    action_space: dict[str, Any] | None = None
+    """The environment's action space, as the episode manifest describes it."""
+    frame_history: int = 1
+    """Frames the encoder sees for one step (1: a single frame)."""
+    recipe: str = ""
+    """Name of the recipe (`torchwm.wm.recipes`) that trained the model; empty if none."""
+    planning: dict[str, Any] = field(default_factory=dict)
+    """The recipe's planning defaults (planner, samples, elites, iterations, horizon, max_steps)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_checkpoint_config(cls, raw: dict[str, Any]) -> DataFacts:
+        """From a checkpoint's ``config.json``; checkpoints written before the ``data`` section existed give
+        what they knew (environment id and action space, frame skip 1)."""
+        data = raw.get("data")
+        if data is None:
+            return cls(env_id=raw.get("env_id"), action_space=raw.get("action_space"))
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        for key in ("imports", "frame_shape"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
 
 
 class LatentHead(nn.Module):
@@ -112,6 +161,8 @@ class WorldModel(nn.Module):
         super().__init__()
         jepa_cfg.validate()
         self.jepa_cfg, self.spec, self.freeze_encoder = jepa_cfg, spec, freeze_encoder
+        self.data = DataFacts(frame_history=self.window)
+        """What the model was trained on (read from its checkpoint; set by the trainer)."""
         self.encoder: VisionEncoder = build_encoder(jepa_cfg)
         self.head = LatentHead(jepa_cfg.grid_size, jepa_cfg.embed_dim, spec.latent_grid, spec.latent_dim)
         self.dynamics = DynamicsPredictor(
@@ -130,6 +181,44 @@ class WorldModel(nn.Module):
         self.target_encoder = None if freeze_encoder else copy.deepcopy(self.encoder).requires_grad_(False)
         if freeze_encoder:
             self.encoder.requires_grad_(False)
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def checkpoint_config(self, **sections: Any) -> dict[str, Any]:
+        """The ``config.json`` of this model: its shape, what it was trained on, and any extra sections."""
+        return {
+            "kind": "world_model",
+            "jepa": self.jepa_cfg.to_dict(),
+            "spec": self.spec.to_dict(),
+            "freeze_encoder": self.freeze_encoder,
+            "data": self.data.to_dict(),
+            **sections,
+        }
+
+    def save_pretrained(self, path: str | Path, trainer_state: dict[str, Any] | None = None, **sections: Any) -> Path:
+        """Write this model as a checkpoint directory (atomically); `from_pretrained` reads it back."""
+        return save_checkpoint(path, self.checkpoint_config(**sections), self.state_dict(), trainer_state)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
+        """Rebuild a world model from its checkpoint (or run) directory, in eval mode."""
+        ckpt = resolve_checkpoint(path)
+        raw = read_config(ckpt)
+        if raw.get("kind") != "world_model":
+            raise ValueError(f"{ckpt} holds a {raw.get('kind', 'unknown')!r} checkpoint, not a world model")
+        try:
+            # Checkpoints written before WorldModelSpec.residual existed hold direct (non-residual) predictors.
+            jepa_cfg = JEPAConfig.from_dict(raw["jepa"])
+            spec = WorldModelSpec(**{"residual": False, **raw["spec"]})
+            freeze = bool(raw["freeze_encoder"] if "freeze_encoder" in raw else raw["train"]["freeze_encoder"])
+            data = DataFacts.from_checkpoint_config(raw)
+        except (KeyError, TypeError, ValueError) as err:  # a missing section, an unknown or invalid field
+            raise ValueError(
+                f"{ckpt / CONFIG_FILE} does not describe a world model this code builds ({type(err).__name__}: {err})"
+            ) from err
+        model = cls(jepa_cfg, spec, freeze)
+        load_state_checked(model, load_weights(ckpt), ckpt)
+        model.data = dataclasses.replace(data, frame_history=model.window)
+        return model.to(device).eval()
 
     @property
     def k(self) -> int:

@@ -1,0 +1,115 @@
+"""``torchwm fit``: from an environment id to a trained world model with a named recipe, resumably.
+
+record random episodes -> pretrain the JEPA -> phase 1 (encoder with the dynamics) -> phase 2 (dynamics
+alone), each stage into its own folder of ``out_dir``. Every stage continues where a killed run stopped
+(the recorder appends the missing episodes, the trainers resume from their last checkpoint), and a stage
+whose output is complete is skipped, so running the same command again finishes the job or does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import gymnasium as gym
+
+from torchwm.envs.record import record
+from torchwm.wm.checkpoint import latest_checkpoint
+from torchwm.wm.episodes import MANIFEST, read_manifest
+from torchwm.wm.recipes import Recipe, get_recipe
+from torchwm.wm.trainer import JEPAAgent
+from torchwm.wm.wm_trainer import WorldModelTrainer
+
+TRAINING_SEED_STRIDE = 10_000
+"""Training seed s records its episodes from reset seed ``TRAINING_SEED_STRIDE * (s + 1)`` on, so no recipe
+(of fewer than 10,000 episodes) ever records an episode the planning benchmark evaluates (seeds 1000+50)."""
+
+
+@dataclass
+class FitResult:
+    """Where each stage wrote, and how long each took in this call (0 for a stage found complete)."""
+
+    world_model: str
+    episodes: str
+    jepa: str
+    joint: str
+    recipe: str
+    seed: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def first_recording_seed(seed: int) -> int:
+    """The reset seed of the first recorded episode for training seed ``seed``."""
+    return TRAINING_SEED_STRIDE * (seed + 1)
+
+
+def _finished(run_dir: Path, steps: int) -> bool:
+    """Whether a trainer's run directory holds its final checkpoint (``step_<steps>``)."""
+    latest = latest_checkpoint(run_dir)
+    return latest is not None and latest.name == f"step_{steps:08d}"
+
+
+def _recorded(episodes_dir: Path) -> int:
+    return len(read_manifest(episodes_dir)["episodes"]) if (episodes_dir / MANIFEST).is_file() else 0
+
+
+def fit(
+    env: str | Callable[[], gym.Env],
+    out_dir: str | Path = "runs/fit",
+    recipe: str | Recipe = "two-phase",
+    *,
+    seed: int = 0,
+    num_envs: int = 4,
+    progress: bool = True,
+) -> FitResult:
+    """Train a world model for the environment ``env`` (a gymnasium id) with a named recipe.
+
+    Args:
+        env: gymnasium id of an environment that gives pixels (observations or ``rgb_array`` renders), or a
+            function that makes one.
+        out_dir: folder of the run: ``episodes/``, ``jepa/``, ``world_model_joint/``, ``world_model/``.
+        recipe: a registered recipe's name (`torchwm.wm.recipes.RECIPES`) or a `Recipe`.
+        seed: training seed (initialisation, batches, and which episodes are recorded).
+        num_envs: sub-environments the recorder steps together.
+        progress: tqdm progress bars.
+
+    Returns:
+        The stages' folders (``world_model`` is the checkpoint to plan with) and their wall times.
+    """
+    r = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    out = Path(out_dir)
+    dirs = {name: out / name for name in ("episodes", "jepa", "world_model_joint", "world_model")}
+    seconds: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    have = _recorded(dirs["episodes"])
+    if have < r.episodes:
+        record(
+            env, "random", r.episodes - have, dirs["episodes"], num_envs=num_envs,
+            seed=first_recording_seed(seed) + have, frame_skip=r.frame_skip, progress=progress,
+        )  # fmt: skip
+    seconds["record"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if not _finished(dirs["jepa"], r.jepa_steps):
+        JEPAAgent(replace(r.jepa_config(dirs["episodes"], dirs["jepa"], seed=seed), progress=progress)).train()
+    seconds["pretrain"] = time.perf_counter() - t0
+
+    for stage, make in (("world_model_joint", r.joint_config), ("world_model", r.dynamics_config)):
+        t0 = time.perf_counter()
+        source = dirs["jepa"] if stage == "world_model_joint" else dirs["world_model_joint"]
+        wm_cfg = replace(make(dirs["episodes"], source, dirs[stage], seed=seed), progress=progress)
+        if not _finished(dirs[stage], wm_cfg.steps):
+            WorldModelTrainer(wm_cfg).run()
+        seconds[stage] = time.perf_counter() - t0
+
+    result = FitResult(
+        world_model=str(dirs["world_model"]), episodes=str(dirs["episodes"]), jepa=str(dirs["jepa"]),
+        joint=str(dirs["world_model_joint"]), recipe=r.name, seed=seed, seconds=seconds,
+    )  # fmt: skip
+    env_id = env if isinstance(env, str) else getattr(env, "__qualname__", repr(env))
+    (out / "fit.json").write_text(json.dumps({"env_id": env_id, **asdict(result)}, indent=2) + "\n")
+    return result

@@ -1,0 +1,163 @@
+"""Named world-model recipes: every stage's config of one way to train a world model, written once.
+
+A recipe says how much data to record, how to pretrain the JEPA, how to train the world model (today in
+two phases) and how to plan with the result. The demo, ``torchwm fit``, the benchmarks and the README ask
+for a recipe by name (``RECIPES["two-phase"]``), so a change to it changes all of them at once; nothing
+copies its numbers. A world model trained by a recipe records the recipe's name and its planning defaults
+in its checkpoint, so that ``torchwm bench planning --checkpoint DIR`` needs no other flag.
+
+>>> recipe = get_recipe("two-phase")
+>>> recipe.frame_skip, recipe.planning.planner, recipe.planning.num_samples
+(4, 'mppi', 100)
+>>> jepa = recipe.jepa_config("runs/x/episodes", "runs/x/jepa")
+>>> jepa.dataset, jepa.encoder, jepa.max_steps
+('rollouts', 'spatial', 400)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from torchwm.wm.config import JEPAConfig
+from torchwm.wm.wm_trainer import WorldModelConfig
+
+PlannerKind = Literal["cem", "mppi"]
+
+
+@dataclass(frozen=True)
+class PlanningDefaults:
+    """How a recipe's world models plan: the planner and its budget (a consumer may override each)."""
+
+    planner: PlannerKind = "mppi"
+    """The recommended planner."""
+    num_samples: int = 100
+    """Candidate action sequences per iteration, for every planner (elites: an eighth of them for MPPI, a
+    tenth for CEM; iterations: each planner's default)."""
+    horizon: int = 8
+    """Model steps planned ahead (each ``frame_skip`` environment steps)."""
+    max_steps: int = 25
+    """Agent steps (planning calls) an evaluation episode may take."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every stage of one way to train a world model for an environment, with its budget."""
+
+    name: str
+    """Name the recipe is registered and recorded under."""
+    episodes: int = 300
+    """Random-policy episodes recorded for training."""
+    frame_skip: int = 4
+    """Environment steps per recorded step, per model step and per planned action."""
+    jepa_steps: int = 400
+    """Optimiser steps of JEPA pretraining (the tiny spatial preset, pairs of consecutive frames)."""
+    joint_steps: int = 600
+    """Phase 1: steps fine-tuning the encoder with the dynamics into a smooth latent (PLDM-style)."""
+    dynamics_steps: int = 3000
+    """Phase 2: steps training the dynamics alone on the fixed latent of phase 1."""
+    width: int = 64
+    """Width of the dynamics predictor (both phases)."""
+    planning: PlanningDefaults = field(default_factory=PlanningDefaults)
+    """How its world models plan."""
+
+    def jepa_config(self, episodes_dir: str | Path, out_dir: str | Path, seed: int = 0) -> JEPAConfig:
+        """Pretraining: the tiny JEPA, a per-frame (spatial) encoder on pairs of consecutive recorded frames."""
+        return JEPAConfig.preset(
+            "tiny",
+            dataset="rollouts",
+            root_path=str(episodes_dir),
+            encoder="spatial",
+            tubelet_size=1,
+            num_frames=2,
+            frame_step=1,
+            max_steps=self.jepa_steps,
+            seed=seed,
+            output_dir=str(out_dir),
+            checkpoint_interval=max(self.jepa_steps // 2, 1),
+        )
+
+    def joint_config(
+        self, episodes_dir: str | Path, jepa_dir: str | Path, out_dir: str | Path, seed: int = 0
+    ) -> WorldModelConfig:
+        """Phase 1: the JEPA encoder fine-tuned with the dynamics on short sequences, held apart from collapse
+        by a strong variance term and smooth in time, so that latent distance follows distance in the world.
+        Targets come from the online weights (EMA momentum 0: with an EMA target the online input and the
+        target output spaces drift apart and rollouts explode)."""
+        return WorldModelConfig(
+            root_path=str(episodes_dir),
+            encoder_checkpoint=str(jepa_dir),
+            freeze_encoder=False,
+            seq_len=4,
+            predict_horizon=3,
+            batch_size=16,
+            var_weight=10.0,
+            smooth_weight=2.0,
+            ema_start=0.0,
+            ema_end=0.0,
+            width=self.width,
+            steps=self.joint_steps,
+            seed=seed,
+            recipe=self.name,
+            output_dir=str(out_dir),
+            checkpoint_interval=max(self.joint_steps // 2, 1),
+        )
+
+    def dynamics_config(
+        self, episodes_dir: str | Path, joint_dir: str | Path, out_dir: str | Path, seed: int = 0
+    ) -> WorldModelConfig:
+        """Phase 2: the dynamics alone, on the encoder and latent head of phase 1 (which stay fixed): with the
+        latent no longer moving, the dynamics learn to use the action."""
+        return WorldModelConfig(
+            root_path=str(episodes_dir),
+            encoder_checkpoint=str(joint_dir),
+            width=self.width,
+            steps=self.dynamics_steps,
+            seed=seed,
+            recipe=self.name,
+            output_dir=str(out_dir),
+            checkpoint_interval=max(self.dynamics_steps // 2, 1),
+        )
+
+    def scaled(self, **budget: Any) -> Recipe:
+        """The same recipe with other budgets (``episodes``, ``jepa_steps``, ...), under the same name."""
+        return dataclasses.replace(self, **budget)
+
+
+RECIPES: dict[str, Recipe] = {}
+"""Every registered recipe by name."""
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    """Add a recipe under its name (a second recipe of the same name is refused)."""
+    if recipe.name in RECIPES:
+        raise ValueError(f"a recipe named {recipe.name!r} is registered already")
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe registered under ``name``; the error lists the known names."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"no recipe named {name!r}; known recipes: {sorted(RECIPES)}") from None
+
+
+register_recipe(Recipe("two-phase"))
+register_recipe(
+    Recipe(
+        "two-phase-smoke",
+        episodes=8,
+        jepa_steps=5,
+        joint_steps=5,
+        dynamics_steps=5,
+        planning=PlanningDefaults(num_samples=16, max_steps=5),
+    )
+)
+"""``two-phase-smoke``: the same stages on a toy budget, to check that a pipeline runs (not a result)."""
