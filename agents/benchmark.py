@@ -27,6 +27,7 @@ from torchwm.envs.action_repeat import ActionRepeat
 from torchwm.envs.registration import TWO_ROOMS_ID
 from torchwm.envs.reset_options import ResetOptions
 from torchwm.wm.checkpoint import read_config, resolve_checkpoint
+from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
 from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import DataFacts
 
@@ -34,24 +35,24 @@ PlannerName = Literal["cem", "mppi"]
 
 
 @dataclass(frozen=True)
-class PlanningBenchmarkConfig:
+class PlanningBenchmarkConfig(Config):
     """What to evaluate and how."""
 
     env_id: str = "torchwm/TwoRooms-v0"
     """A gymnasium id whose reset info carries ``goal_frame`` and whose info carries ``is_success``."""
-    episodes: int = 50
+    episodes: PositiveInt = 50
     """Seeded episodes per method (episode i is reset with seed + i)."""
-    max_steps: int = 100
+    max_steps: PositiveInt = 100
     """Step budget of an episode, in agent steps (each ``action_repeat`` environment steps)."""
-    seed: int = 1000
+    seed: NonNegInt = 1000
     """Seed of the first episode (keep it away from the seeds the training data was recorded with)."""
     reset_options: tuple[tuple[str, Any], ...] = (("different_rooms", True),)
     """Options passed to every reset (TwoRooms: start and goal in different rooms)."""
-    action_repeat: int = 1
+    action_repeat: PositiveInt = 1
     """Apply each action this many times (`envs.action_repeat.ActionRepeat`); match the recording's frame_skip."""
     planners: tuple[PlannerName, ...] = ("cem", "mppi")
     """MPC planners to evaluate."""
-    horizon: int = 8
+    horizon: PositiveInt = 8
     """Planning horizon of the MPC planners."""
     cem: CEMConfig = CEMConfig()
     """CEM settings (its horizon is replaced by ``horizon``)."""
@@ -59,11 +60,78 @@ class PlanningBenchmarkConfig:
     """MPPI settings (its horizon is replaced by ``horizon``)."""
     baselines: bool = True
     """Also evaluate a random policy and a greedy one-step planner."""
-    gifs: int = 2
+    gifs: NonNegInt = 2
     """Episodes rendered as GIFs with latent-distance plots (first planner only)."""
-    threads: int = 1
+    threads: NonNegInt = 1
     """torch CPU threads while planning (1: a planning call's small matmuls run faster on one thread than
     split over two; 0: leave torch's setting). The previous setting is restored afterwards."""
+
+    def __post_init__(self) -> None:
+        self.validate()  # frozen: checked whole when it is built
+
+
+@dataclass(frozen=True)
+class PlanningJob(Config):
+    """``torchwm bench planning``: a checkpoint, and what to change of the evaluation it asks for.
+
+    Every unset field (None) takes what the checkpoint and its recipe say (`benchmark_config_for`)."""
+
+    checkpoint: str = ""
+    """World-model checkpoint or run directory."""
+    out: str = "runs/bench_planning"
+    """Where planning.json, the plot and the GIFs go."""
+    env: str | None = None
+    """Gymnasium id of the evaluation environment (default: the checkpoint's)."""
+    episodes: PositiveInt | None = None
+    """Seeded episodes per method (default 50)."""
+    max_steps: PositiveInt | None = None
+    """Agent steps an episode may take (default: the recipe's)."""
+    seed: NonNegInt | None = None
+    """Seed of the first episode (default 1000, never a training seed)."""
+    planners: tuple[PlannerName, ...] | None = None
+    """Planners to evaluate (default: the recipe's)."""
+    horizon: PositiveInt | None = None
+    """Planning horizon in model steps (default: the recipe's)."""
+    action_repeat: PositiveInt | None = None
+    """Environment steps per action (default: the checkpoint's frame skip)."""
+    samples: PositiveInt | None = None
+    """Candidate sequences per iteration, both planners (default: the recipe's)."""
+    elites: PositiveInt | None = None
+    """Elites (default: samples / 8 for MPPI, samples / 10 for CEM)."""
+    iterations: PositiveInt | None = None
+    """Refinement iterations per planning call (default: each planner's)."""
+    cost_on: CostOn | None = None
+    """Latent cost of the ``final`` step or the ``sum`` over the horizon (default: sum)."""
+    different_rooms: bool | None = None
+    """TwoRooms: start and goal in different rooms (default: on for TwoRooms)."""
+    gifs: NonNegInt | None = None
+    """MPC episodes rendered as GIFs (default 2)."""
+    threads: NonNegInt | None = None
+    """Torch threads while planning (default 1)."""
+    baselines: bool | None = None
+    """Also evaluate a random policy and a greedy one-step planner (default: yes)."""
+
+    def check(self) -> None:
+        if not self.checkpoint:
+            self.fail("checkpoint", self.checkpoint, "a world-model checkpoint or run directory (--checkpoint)")
+
+    def benchmark_config(self) -> PlanningBenchmarkConfig:
+        """The checkpoint's evaluation with this job's fields in place of its defaults."""
+        direct = ("episodes", "max_steps", "seed", "planners", "horizon", "action_repeat", "gifs",
+                  "threads", "baselines")  # fmt: skip
+        overrides: dict[str, Any] = {k: getattr(self, k) for k in direct if getattr(self, k) is not None}
+        if self.env is not None:
+            overrides["env_id"] = self.env
+        if self.different_rooms is not None:
+            overrides["reset_options"] = (("different_rooms", True),) if self.different_rooms else ()
+        cfg = benchmark_config_for(self.checkpoint, **overrides)
+        if any(v is not None for v in (self.samples, self.elites, self.iterations, self.cost_on)):
+            cem, mppi = planner_configs(
+                self.samples or cfg.mppi.num_samples, self.cost_on or cfg.mppi.cost_on,
+                self.elites or 0, self.iterations or 0,
+            )  # fmt: skip
+            cfg = replace(cfg, cem=cem, mppi=mppi)
+        return cfg
 
 
 DEFAULT_RESET_OPTIONS: dict[str, tuple[tuple[str, Any], ...]] = {

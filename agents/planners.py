@@ -22,12 +22,13 @@ A action size, P prior sequences.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from einops import rearrange
 from torchwm.agents.protocols import LatentPrior, WorldModelLike
+from torchwm.wm.config_base import Config, NonNegInt, PositiveFloat, PositiveInt, Range
 
 CostKind = Literal["latent_l2", "latent_l1", "reward"]
 CostOn = Literal["final", "sum"]
@@ -51,51 +52,48 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class PlannerConfig:
+class PlannerConfig(Config):
     """Fields common to the sampling planners."""
 
-    horizon: int = 5
+    horizon: PositiveInt = 5
     """Steps H of each candidate action sequence."""
-    num_samples: int = 300
+    num_samples: PositiveInt = 300
     """Candidate sequences S per environment and iteration (prior sequences included)."""
-    num_elites: int = 30
+    num_elites: PositiveInt = 30
     """Lowest-cost candidates E that the distribution is refit to."""
-    iterations: int = 3
+    iterations: PositiveInt = 3
     """Sample-evaluate-refit rounds per planning call."""
-    init_std: float = 1.0
+    init_std: PositiveFloat = 1.0
     """Standard deviation of the first round, in normalised action units (bounds are +-1)."""
-    min_std: float = 0.05
+    min_std: PositiveFloat = 0.05
     """Lower clamp of the refit standard deviation (keeps exploring)."""
-    max_std: float = 2.0
+    max_std: PositiveFloat = 2.0
     """Upper clamp of the refit standard deviation."""
     cost: CostKind = "latent_l2"
     """``latent_l2``/``latent_l1``: mean squared/absolute latent difference to the goal; ``reward``: minus the predicted reward."""
     cost_on: CostOn = "sum"
     """Score the ``sum`` over the horizon (default: on TwoRooms it gave CEM 0.64 success against 0.42 for the
     final step alone, same model and seeds), or the ``final`` predicted step only (DINO-WM's choice)."""
-    policy_prior_samples: int = 0
+    policy_prior_samples: NonNegInt = 0
     """At most this many prior action sequences replace sampled candidates (0: no prior)."""
-    replan_every: int = 1
+    replan_every: PositiveInt = 1
     """Actions executed from one plan before replanning; also the warm-start shift."""
     warm_start: WarmStart = "repeat"
     """Start from the last plan shifted by ``replan_every``, its tail the ``repeat``ed last step or ``zero``; ``off``: from zero."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("horizon", "num_samples", "num_elites", "iterations", "replan_every"))
-        _check_positive(self, ("init_std", "min_std", "max_std"))
+        self.validate()  # frozen: a planner config is checked whole when it is built
+
+    def check(self) -> None:
+        """The rules that tie fields together (each field's own type and range come from its annotation)."""
         if self.num_elites > self.num_samples:
-            raise ValueError(f"num_elites ({self.num_elites}) must be <= num_samples ({self.num_samples})")
+            self.fail("num_elites", self.num_elites, f"<= num_samples={self.num_samples}")
         if self.min_std > self.max_std:
-            raise ValueError(f"min_std ({self.min_std}) must be <= max_std ({self.max_std})")
-        if not 0 <= self.policy_prior_samples < self.num_samples:
-            raise ValueError(
-                f"policy_prior_samples must be in [0, num_samples={self.num_samples}), got {self.policy_prior_samples}"
-            )
+            self.fail("min_std", self.min_std, f"<= max_std={self.max_std}")
+        if self.policy_prior_samples >= self.num_samples:
+            self.fail("policy_prior_samples", self.policy_prior_samples, f"< num_samples={self.num_samples}")
         if self.replan_every > self.horizon:
-            raise ValueError(f"replan_every ({self.replan_every}) must be <= horizon ({self.horizon})")
-        _check_choice("cost", self.cost, CostKind)
-        _check_choice("cost_on", self.cost_on, CostOn)
-        _check_choice("warm_start", self.warm_start, WarmStart)
+            self.fail("replan_every", self.replan_every, f"<= horizon={self.horizon}")
 
 
 @dataclass(frozen=True)
@@ -110,37 +108,18 @@ class CEMConfig(PlannerConfig):
 class MPPIConfig(PlannerConfig):
     """MPPI in the spirit of TD-MPC2 (512 samples, 64 elites, 6 rounds, temperature 0.5, std in [0.05, 2])."""
 
-    num_samples: int = 512
+    num_samples: PositiveInt = 512
     """Candidate sequences S per environment and iteration (prior sequences included)."""
-    num_elites: int = 64
+    num_elites: PositiveInt = 64
     """Lowest-cost candidates E that the weighted refit uses."""
-    iterations: int = 6
+    iterations: PositiveInt = 6
     """Sample-evaluate-refit rounds per planning call."""
-    init_std: float = 2.0
+    init_std: PositiveFloat = 2.0
     """Standard deviation of the first round (TD-MPC2 starts at ``max_std``)."""
-    temperature: float = 0.5
+    temperature: PositiveFloat = 0.5
     """Softness of the elite weights ``softmax(-cost / temperature)``; lower is greedier."""
-    momentum: float = 0.0
+    momentum: Annotated[float, Range(ge=0, lt=1)] = 0.0
     """Fraction of the previous round's mean kept in the new mean (0: none)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_positive(self, ("temperature",))
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-
-
-def _check_positive(config: object, names: tuple[str, ...]) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not value > 0:
-            raise ValueError(f"{type(config).__name__}.{name} must be > 0, got {value!r}")
-
-
-def _check_choice(name: str, value: str, options: object) -> None:
-    allowed = options.__args__  # type: ignore[attr-defined]
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
 # --- costs and weights --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import numpy as np
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from gymnasium.vector.utils import iterate
+from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
 from torchwm.wm.episodes import EpisodeWriter
 from tqdm.auto import tqdm
 
@@ -363,6 +364,37 @@ class _Recorder:
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class RecordJob(Config):
+    """``torchwm record``: episodes of a gymnasium environment under a policy, into an episode directory."""
+
+    env: str = ""
+    """Gymnasium id, e.g. ``torchwm/TwoRooms-v0`` or ``Pendulum-v1``."""
+    episodes: PositiveInt = 10
+    """Episodes to record."""
+    out: str = ""
+    """Episode directory (appended to if it exists)."""
+    policy: str = "random"
+    """``random``, or a stable-baselines3 model ``.zip``."""
+    frame_skip: PositiveInt = 1
+    """Repeat each action k times and record every k-th frame."""
+    num_envs: PositiveInt = 4
+    """Sub-environments of the vector env."""
+    max_steps: NonNegInt = 0
+    """Cut episodes at this many recorded steps (0: the environment's own limit)."""
+    seed: NonNegInt = 0
+    """Episode i is reset with seed + i."""
+    lossless: bool = False
+    """Bit-exact frames (larger files)."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def check(self) -> None:
+        for name in ("env", "out"):
+            if not getattr(self, name):
+                self.fail(name, getattr(self, name), f"a value (--{name})")
+
+
 def record(
     env: str | gymnasium.Env | Callable[[], gymnasium.Env],
     policy: Policy = "random",
@@ -438,4 +470,4 @@ def record(
     return Path(out_dir)
 
 
-__all__ = ["Predictor", "describe_action_space", "pixel_source", "record"]
+__all__ = ["Predictor", "RecordJob", "describe_action_space", "pixel_source", "record"]

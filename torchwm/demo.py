@@ -10,18 +10,30 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torchwm.agents.benchmark import benchmark_config_for, run_planning_benchmark
 from torchwm.envs.registration import TWO_ROOMS_ID
 from torchwm.pipeline import fit
+from torchwm.wm.config_base import Config
 from torchwm.wm.recipes import get_recipe
 
 RECIPE = "two-phase"
 """The recipe the demo trains (the same one `torchwm fit` and the benchmarks use)."""
 QUICK_RECIPE = "two-phase-smoke"
 """``--quick``: the same stages on a toy budget (a smoke test, not a result)."""
+@dataclass(frozen=True)
+class DemoJob(Config):
+    """``torchwm demo``: where it writes, and whether to run the toy budget."""
+
+    out: str = "runs/demo"
+    """Output directory."""
+    quick: bool = False
+    """A toy budget for every stage (a smoke test, not a result)."""
+
+
 EVAL_EPISODES = {False: 10, True: 2}
 """Planning episodes of the demo (the 50-episode benchmark is `torchwm bench planning`)."""
 

@@ -18,6 +18,7 @@ import gymnasium as gym
 
 from torchwm.envs.record import record
 from torchwm.wm.checkpoint import latest_checkpoint
+from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
 from torchwm.wm.episodes import MANIFEST, read_manifest
 from torchwm.wm.recipes import Recipe, get_recipe
 from torchwm.wm.trainer import JEPAAgent
@@ -26,6 +27,30 @@ from torchwm.wm.wm_trainer import WorldModelTrainer
 TRAINING_SEED_STRIDE = 10_000
 """Training seed s records its episodes from reset seed ``TRAINING_SEED_STRIDE * (s + 1)`` on, so no recipe
 (of fewer than 10,000 episodes) ever records an episode the planning benchmark evaluates (seeds 1000+50)."""
+
+
+@dataclass(frozen=True)
+class FitJob(Config):
+    """``torchwm fit``: an environment, a run folder and a named recipe."""
+
+    env: str = ""
+    """Gymnasium id of an environment that gives pixels, e.g. ``torchwm/TwoRooms-v0``."""
+    out: str = ""
+    """Run folder (a killed run continues where it stopped)."""
+    recipe: str = "two-phase"
+    """Named recipe (`torchwm.wm.recipes.RECIPES`)."""
+    seed: NonNegInt = 0
+    """Training seed."""
+    num_envs: PositiveInt = 4
+    """Sub-environments of the recorder."""
+    progress: bool = True
+    """Show tqdm progress bars."""
+
+    def check(self) -> None:
+        for name in ("env", "out"):
+            if not getattr(self, name):
+                self.fail(name, getattr(self, name), f"a value (--{name})")
+        get_recipe(self.recipe)  # an unknown name lists the known ones
 
 
 @dataclass

@@ -33,6 +33,7 @@ from torchwm.wm.checkpoint import (
     resolve_checkpoint,
 )
 from torchwm.wm.config import JEPAConfig
+from torchwm.wm.config_base import Config, PositiveInt
 from torchwm.wm.data import VIDEO_EXTENSIONS, ImageFolder, VideoFolder
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.jepa import build_encoder
@@ -220,6 +221,33 @@ class _Frames(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.dataset[index]["frames"]
+
+
+@dataclass(frozen=True)
+class FeaturesJob(Config):
+    """``torchwm features``: a checkpoint's frozen features of a labelled folder, written to ``.npz``."""
+
+    checkpoint: str = ""
+    """JEPA (or fine-tuned classifier) checkpoint or run directory."""
+    data: str = ""
+    """Folder of images or videos, one sub-folder per class."""
+    out: str = ""
+    """The ``.npz`` to write (pooled, patch, paths, starts, labels, classes)."""
+    kind: FeatureKind = "both"
+    """Which features to keep."""
+    data_kind: DataKind = "auto"
+    """``auto``: videos if the folder holds any, else images."""
+    batch_size: PositiveInt = 32
+    """Items encoded at once."""
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda``, ..."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def check(self) -> None:
+        for name in ("checkpoint", "data", "out"):
+            if not getattr(self, name):
+                self.fail(name, getattr(self, name), f"a path (--{name})")
 
 
 def export_features(

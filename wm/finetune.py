@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from torchwm.wm.checkpoint import (
     save_checkpoint,
 )
 from torchwm.wm.config import JEPAConfig
+from torchwm.wm.config_base import Config, Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.features import DataKind, item_records, labelled_dataset, load_encoder
 from torchwm.wm.jepa import build_encoder
@@ -52,7 +53,7 @@ HeadKind = Literal["linear", "attentive"]
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(Config):
     """How to fine-tune a pretrained encoder on a folder of labelled images or videos."""
 
     checkpoint: str = ""
@@ -63,91 +64,60 @@ class FinetuneConfig:
     """``auto``: videos if the folder holds any, else images."""
     head: HeadKind = "linear"
     """``linear``: mean-pooled tokens, a norm, a linear layer; ``attentive``: the attentive probe's head."""
-    epochs: int = 10
+    epochs: NonNegInt = 10
     """Passes over the training split."""
-    max_steps: int = 0
+    max_steps: NonNegInt = 0
     """Train exactly this many optimiser steps if > 0, passing over the data as often as it takes (``epochs`` is
     then ignored); 0: ``epochs`` passes."""
-    batch_size: int = 32
+    batch_size: PositiveInt = 32
     """Clips per optimiser step."""
-    learning_rate: float = 5e-4
+    learning_rate: PositiveFloat = 5e-4
     """Peak AdamW learning rate of the head and the last block."""
-    min_learning_rate: float = 1e-6
+    min_learning_rate: NonNegFloat = 1e-6
     """Learning rate at the end of the cosine decay."""
-    warmup_steps: int = 20
+    warmup_steps: NonNegInt = 20
     """Linear warm-up steps."""
-    weight_decay: float = 0.05
+    weight_decay: NonNegFloat = 0.05
     """AdamW weight decay (not on biases, norms, queries)."""
-    layer_decay: float = 0.75
+    layer_decay: Annotated[float, Range(gt=0, le=1)] = 0.75
     """Layer-wise learning-rate decay: block i of L runs at layer_decay ** (L - i) times the head's rate."""
-    label_smoothing: float = 0.1
+    label_smoothing: Annotated[float, Range(ge=0, lt=1)] = 0.1
     """Label smoothing of the cross-entropy."""
-    grad_clip: float = 1.0
+    grad_clip: NonNegFloat = 1.0
     """Clip the global gradient norm to this value (0 disables)."""
-    held_out: float = 0.2
+    held_out: Annotated[float, Range(gt=0, lt=1)] = 0.2
     """Fraction of each class's files held out for the accuracy (the probes' split for the same seed)."""
-    crop_scale: float = 0.6
+    crop_scale: Annotated[float, Range(gt=0, le=1)] = 0.6
     """Smallest area fraction of the random resized crop (1 disables it)."""
-    flip_prob: float = 0.5
+    flip_prob: Fraction = 0.5
     """Probability of a left-right mirror (0 where the label depends on horizontal direction)."""
-    color_jitter: float = 0.1
+    color_jitter: Annotated[float, Range(ge=0, lt=1)] = 0.1
     """Brightness/contrast/saturation factors are drawn in [1 - this, 1 + this] (0 disables)."""
     seed: int = 0
     """Seed of the held-out split, the head's initialisation, the batch order and the augmentations."""
     device: str = "auto"
     """``auto`` (CUDA if available, else CPU) or a torch device string."""
-    num_workers: int = 0
+    num_workers: NonNegInt = 0
     """DataLoader worker processes."""
     output_dir: str = "runs/finetune"
     """Directory for checkpoints, TensorBoard events and the CSV log."""
-    log_interval: int = 10
+    log_interval: PositiveInt = 10
     """Steps between log rows."""
-    checkpoint_interval: int = 500
+    checkpoint_interval: PositiveInt = 500
     """Steps between checkpoints (one is always written at the end)."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: PositiveInt = 2
     """Most recent checkpoints kept on disk."""
     resume: bool = True
     """Continue from the latest checkpoint in ``output_dir`` if there is one."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
-    def validate(self) -> FinetuneConfig:
-        """Raise `ValueError` naming a bad field, its value and what is allowed."""
-        for name in ("batch_size", "log_interval", "checkpoint_interval", "keep_checkpoints"):
-            _check(self, name, getattr(self, name) > 0, "a positive integer")
-        for name in ("epochs", "max_steps", "warmup_steps", "num_workers", "weight_decay", "grad_clip"):
-            _check(self, name, getattr(self, name) >= 0, "a number >= 0")
-        _check(self, "checkpoint", bool(self.checkpoint), "a JEPA checkpoint or run directory")
-        _check(self, "epochs", self.epochs > 0 or self.max_steps > 0, "> 0, or max_steps > 0")
-        _check(self, "head", self.head in ("linear", "attentive"), "'linear' or 'attentive'")
-        _check(
-            self, "learning_rate", self.learning_rate > 0 and self.min_learning_rate >= 0, "a positive rate"
-        )
-        _check(self, "layer_decay", 0.0 < self.layer_decay <= 1.0, "a factor in (0, 1]")
-        _check(self, "label_smoothing", 0.0 <= self.label_smoothing < 1.0, "a fraction in [0, 1)")
-        _check(self, "held_out", 0.0 < self.held_out < 1.0, "a fraction in (0, 1)")
-        _check(self, "crop_scale", 0.0 < self.crop_scale <= 1.0, "an area fraction in (0, 1]")
-        _check(self, "flip_prob", 0.0 <= self.flip_prob <= 1.0, "a probability")
-        _check(self, "color_jitter", 0.0 <= self.color_jitter < 1.0, "a strength in [0, 1)")
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
-        """Build from a mapping; unknown keys raise `ValueError` listing the known ones."""
-        known = {f.name for f in fields(cls)}
-        if set(data) - known:
-            raise ValueError(
-                f"FinetuneConfig got unknown field(s) {sorted(set(data) - known)}; known: {sorted(known)}"
-            )
-        return cls(**data).validate()
-
-
-def _check(cfg: FinetuneConfig, name: str, ok: bool, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"FinetuneConfig.{name}={getattr(cfg, name)!r} is invalid: expected {allowed}")
+    def check(self) -> None:
+        """The rules that tie fields together (each field's own type and range come from its annotation)."""
+        if not self.checkpoint:
+            self.fail("checkpoint", self.checkpoint, "a JEPA checkpoint or run directory")
+        if self.epochs == 0 and self.max_steps == 0:
+            self.fail("epochs", self.epochs, "> 0, or max_steps > 0")
 
 
 class _PooledHead(nn.Module):

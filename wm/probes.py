@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.features import (
     DataKind,
     FeatureKind,
@@ -41,67 +42,61 @@ ProbeKind = Literal["linear", "attentive"]
 
 
 @dataclass(frozen=True)
-class ProbeConfig:
+class ProbeConfig(Config):
     """How to train a probe on frozen features and where to hold data out."""
 
     kind: Literal["linear", "attentive", "both"] = "both"
     """Which probe(s) to train: a linear layer on pooled features, an attentive pooler on patch tokens, or both."""
-    linear_l2: float = 1e-4
+    linear_l2: NonNegFloat = 1e-4
     """L2 penalty on the linear probe's weights (a logistic regression fitted to convergence by L-BFGS)."""
-    linear_max_iter: int = 500
+    linear_max_iter: PositiveInt = 500
     """Most L-BFGS iterations of the linear probe."""
-    epochs: int = 100
+    epochs: PositiveInt = 100
     """Passes over the training split (attentive probe)."""
-    batch_size: int = 64
+    batch_size: PositiveInt = 64
     """Samples per optimiser step (attentive probe; also the evaluation batch)."""
-    learning_rate: float = 1e-3
+    learning_rate: PositiveFloat = 1e-3
     """Peak AdamW learning rate, warm-up then cosine decay to zero (attentive probe)."""
-    weight_decay: float = 1e-2
+    weight_decay: NonNegFloat = 1e-2
     """AdamW weight decay, not on biases, norms or queries (attentive probe)."""
-    warmup_steps: int = 20
+    warmup_steps: NonNegInt = 20
     """Linear warm-up steps (attentive probe)."""
-    held_out: float = 0.2
+    held_out: Annotated[float, Range(gt=0, lt=1)] = 0.2
     """Fraction of each class's files held out for the accuracy (never trained on)."""
     seed: int = 0
     """Seed of the held-out split, the head's initialisation and the batch order."""
-    num_queries: int = 1
+    num_queries: PositiveInt = 1
     """Learned queries of the attentive probe."""
-    num_heads: int = 4
+    num_heads: PositiveInt = 4
     """Attention heads of the attentive probe (must divide the feature width)."""
     device: str = "auto"
     """``auto`` (CUDA if available, else CPU) or a torch device string."""
 
-    def validate(self) -> ProbeConfig:
-        """Raise `ValueError` naming a bad field, its value and what is allowed."""
-        for name in ("epochs", "batch_size", "num_queries", "num_heads", "linear_max_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"ProbeConfig.{name}={value!r} is invalid: expected a positive integer")
-        if self.kind not in ("linear", "attentive", "both"):
-            raise ValueError(
-                f"ProbeConfig.kind={self.kind!r} is invalid: expected 'linear', 'attentive' or 'both'"
-            )
-        if not 0.0 < self.held_out < 1.0:
-            raise ValueError(
-                f"ProbeConfig.held_out={self.held_out!r} is invalid: expected a fraction in (0, 1)"
-            )
-        if self.learning_rate <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.linear_l2 < 0:
-            raise ValueError(
-                f"ProbeConfig learning_rate={self.learning_rate}, weight_decay={self.weight_decay}, "
-                f"warmup_steps={self.warmup_steps}, linear_l2={self.linear_l2} are invalid: "
-                "expected a positive rate and non-negative others"
-            )
-        return self
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProbeConfig:
-        """Build from a mapping; unknown keys raise `ValueError` listing the known ones."""
-        known = {f.name for f in fields(cls)}
-        if set(data) - known:
+@dataclass(frozen=True)
+class ProbeJob(ProbeConfig):
+    """``torchwm probe``: the probes of `ProbeConfig` on a checkpoint and a folder, or on exported features."""
+
+    checkpoint: str = ""
+    """JEPA checkpoint or run directory (with ``data``)."""
+    data: str = ""
+    """Folder of images or videos, one sub-folder per class (with ``checkpoint``)."""
+    features: str = ""
+    """A ``.npz`` from ``torchwm features``, instead of ``checkpoint`` and ``data``."""
+    data_kind: DataKind = "auto"
+    """``auto``: videos if the folder holds any, else images."""
+    encode_batch_size: PositiveInt = 32
+    """Items encoded at once."""
+    out: str = ""
+    """Also write the results to this JSON file (empty: print only)."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def check(self) -> None:
+        if not self.features and not (self.checkpoint and self.data):
             raise ValueError(
-                f"ProbeConfig got unknown field(s) {sorted(set(data) - known)}; known: {sorted(known)}"
+                "give --features FILE.npz (from `torchwm features`), or --checkpoint DIR and --data DIR"
             )
-        return cls(**data).validate()
 
 
 def split_held_out(

@@ -22,46 +22,45 @@ from pathlib import Path
 from typing import Any, Literal
 
 from torchwm.wm.config import JEPAConfig
+from torchwm.wm.config_base import Config, PositiveInt
 from torchwm.wm.wm_trainer import WorldModelConfig
 
 PlannerKind = Literal["cem", "mppi"]
 
 
 @dataclass(frozen=True)
-class PlanningDefaults:
+class PlanningDefaults(Config):
     """How a recipe's world models plan: the planner and its budget (a consumer may override each)."""
 
     planner: PlannerKind = "mppi"
     """The recommended planner."""
-    num_samples: int = 100
+    num_samples: PositiveInt = 100
     """Candidate action sequences per iteration, for every planner (elites: an eighth of them for MPPI, a
     tenth for CEM; iterations: each planner's default)."""
-    horizon: int = 8
+    horizon: PositiveInt = 8
     """Model steps planned ahead (each ``frame_skip`` environment steps)."""
-    max_steps: int = 25
+    max_steps: PositiveInt = 25
     """Agent steps (planning calls) an evaluation episode may take."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
-class Recipe:
+class Recipe(Config):
     """Every stage of one way to train a world model for an environment, with its budget."""
 
     name: str
     """Name the recipe is registered and recorded under."""
-    episodes: int = 300
+    episodes: PositiveInt = 300
     """Random-policy episodes recorded for training."""
-    frame_skip: int = 4
+    frame_skip: PositiveInt = 4
     """Environment steps per recorded step, per model step and per planned action."""
-    jepa_steps: int = 400
+    jepa_steps: PositiveInt = 400
     """Optimiser steps of JEPA pretraining (the tiny spatial preset, pairs of consecutive frames)."""
-    joint_steps: int = 600
+    joint_steps: PositiveInt = 600
     """Phase 1: steps fine-tuning the encoder with the dynamics into a smooth latent (PLDM-style)."""
-    dynamics_steps: int = 3000
+    dynamics_steps: PositiveInt = 3000
     """Phase 2: steps training the dynamics alone on the fixed latent of phase 1."""
-    width: int = 64
+    width: PositiveInt = 64
     """Width of the dynamics predictor (both phases)."""
     planning: PlanningDefaults = field(default_factory=PlanningDefaults)
     """How its world models plan."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from torchwm.wm.checkpoint import (
     restore_training,
 )
 from torchwm.wm.config import JEPAConfig
+from torchwm.wm.config_base import Config, Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt
 from torchwm.wm.episodes import action_size, recorded_frame_skip
 from torchwm.wm.losses import collapse_stats, covariance_loss, variance_loss
 from torchwm.wm.rollouts import RolloutClips
@@ -42,7 +43,7 @@ from tqdm.auto import tqdm
 
 
 @dataclass
-class WorldModelConfig:
+class WorldModelConfig(Config):
     """How to build and train a world model on an episode directory."""
 
     root_path: str = "./episodes"
@@ -55,53 +56,53 @@ class WorldModelConfig:
     """`JEPAConfig` preset for a new encoder (used when ``encoder_checkpoint`` is empty)."""
     freeze_encoder: bool = True
     """Keep the encoder fixed (requires ``encoder_checkpoint``); False trains it jointly with an EMA target."""
-    frame_step: int = 1
+    frame_step: PositiveInt = 1
     """Environment steps per model step (frame skip); actions of skipped steps are concatenated."""
-    seq_len: int = 9
+    seq_len: PositiveInt = 9
     """Steps per training sequence (at least predict_horizon + 1)."""
-    latent_grid: int = 2
+    latent_grid: PositiveInt = 2
     """K = latent_grid² tokens a step."""
-    latent_dim: int = 64
+    latent_dim: PositiveInt = 64
     """D, the width of a latent token."""
-    width: int = 128
+    width: PositiveInt = 128
     """Width of the dynamics predictor."""
-    depth: int = 2
+    depth: PositiveInt = 2
     """Depth of the dynamics predictor."""
-    heads: int = 4
+    heads: PositiveInt = 4
     """Attention heads of the dynamics predictor."""
-    predict_horizon: int = 8
+    predict_horizon: PositiveInt = 8
     """Autoregressive rollout length of the loss, and the default rollout length."""
     reward_head: bool = True
     """Learn recorded rewards from latents and actions."""
-    teacher_forcing_weight: float = 1.0
+    teacher_forcing_weight: NonNegFloat = 1.0
     """Weight of the teacher-forced prediction loss."""
-    rollout_weight: float = 1.0
+    rollout_weight: NonNegFloat = 1.0
     """Weight of the autoregressive rollout loss."""
-    var_weight: float = 1.0
+    var_weight: NonNegFloat = 1.0
     """Weight of the variance hinge on the online latents."""
-    cov_weight: float = 0.05
+    cov_weight: NonNegFloat = 0.05
     """Weight of the covariance penalty on the online latents."""
-    smooth_weight: float = 0.0
+    smooth_weight: NonNegFloat = 0.0
     """Weight of the temporal smoothness term, the mean squared change of the online latent between steps
     (PLDM's time-similarity loss: with a jointly trained encoder it keeps the variance and covariance
     terms from being met by features that jump when the agent moves a little)."""
-    reward_weight: float = 1.0
+    reward_weight: NonNegFloat = 1.0
     """Weight of the reward regression."""
-    steps: int = 2000
+    steps: PositiveInt = 2000
     """Optimiser steps."""
-    batch_size: int = 32
+    batch_size: PositiveInt = 32
     """Sequences per step."""
-    learning_rate: float = 1e-3
+    learning_rate: PositiveFloat = 1e-3
     """Peak AdamW learning rate."""
-    warmup_steps: int = 100
+    warmup_steps: NonNegInt = 100
     """Linear warm-up steps."""
-    weight_decay: float = 0.01
+    weight_decay: NonNegFloat = 0.01
     """AdamW weight decay."""
-    grad_clip: float = 1.0
+    grad_clip: NonNegFloat = 1.0
     """Global gradient-norm clip (0 disables)."""
-    ema_start: float = 0.99
+    ema_start: Fraction = 0.99
     """EMA momentum of the targets at the first step."""
-    ema_end: float = 0.999
+    ema_end: Fraction = 0.999
     """EMA momentum of the targets at the last step."""
     seed: int = 0
     """Seed of batches and initialisation."""
@@ -109,9 +110,9 @@ class WorldModelConfig:
     """``auto`` (CUDA if available, else CPU) or a torch device string."""
     output_dir: str = "runs/world_model"
     """Directory for checkpoints and logs."""
-    log_interval: int = 20
+    log_interval: PositiveInt = 20
     """Steps between log rows."""
-    checkpoint_interval: int = 500
+    checkpoint_interval: PositiveInt = 500
     """Steps between checkpoints (one is always written at the end)."""
     resume: bool = True
     """Continue from the latest checkpoint in ``output_dir``."""
@@ -121,49 +122,17 @@ class WorldModelConfig:
     """Name of the recipe (`torchwm.wm.recipes`) this config belongs to; recorded in the checkpoint with the
     recipe's planning defaults. Empty: none."""
 
-    def validate(self) -> WorldModelConfig:
-        """Raise `ValueError` naming a bad field, its value and what is allowed."""
-        for name in (
-            "seq_len",
-            "latent_grid",
-            "latent_dim",
-            "width",
-            "depth",
-            "heads",
-            "predict_horizon",
-            "steps",
-            "batch_size",
-            "frame_step",
-            "log_interval",
-            "checkpoint_interval",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"WorldModelConfig.{name}={value!r} is invalid: expected a positive integer")
+    def check(self) -> None:
+        """The rules that tie fields together (each field's own type and range come from its annotation)."""
         if self.seq_len < self.predict_horizon + 1:
-            raise ValueError(
-                f"WorldModelConfig.seq_len={self.seq_len} is invalid: expected >= predict_horizon + 1 = {self.predict_horizon + 1}"
-            )
+            self.fail("seq_len", self.seq_len, f">= predict_horizon + 1 = {self.predict_horizon + 1}")
         if self.width % self.heads:
-            raise ValueError(
-                f"WorldModelConfig.width={self.width} is invalid: expected a multiple of heads={self.heads}"
-            )
+            self.fail("width", self.width, f"a multiple of heads={self.heads}")
         if self.freeze_encoder and not self.encoder_checkpoint:
             raise ValueError(
                 "WorldModelConfig.freeze_encoder=True needs encoder_checkpoint (a pretrained JEPA); "
                 "set encoder_checkpoint or freeze_encoder=False to train the encoder jointly"
             )
-        return self
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"WorldModelConfig got unknown field(s) {unknown}; known fields: {sorted(known)}"
-            )
-        return cls(**data).validate()
 
 
 def load_world_model(path: str | Path, device: str = "cpu") -> WorldModel:

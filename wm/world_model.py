@@ -33,46 +33,48 @@ from torchwm.wm.checkpoint import (
     save_checkpoint,
 )
 from torchwm.wm.config import JEPAConfig
+from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
 from torchwm.wm.dynamics import DynamicsPredictor, KVCache
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.jepa import build_encoder
 
 
 @dataclass
-class WorldModelSpec:
+class WorldModelSpec(Config):
     """The shape of a world model (everything needed to rebuild it from a checkpoint)."""
 
-    action_dim: int
+    action_dim: PositiveInt
     """Size of one action vector as the model sees it (discrete actions: number of choices, one-hot)."""
     discrete_actions: bool = False
     """Actions are integer choices, one-hot encoded inside the model."""
-    latent_grid: int = 2
+    latent_grid: PositiveInt = 2
     """K = latent_grid² tokens a step, each the mean of a region of patch tokens."""
-    latent_dim: int = 64
+    latent_dim: PositiveInt = 64
     """D, the width of a latent token."""
-    width: int = 128
+    width: PositiveInt = 128
     """Width of the dynamics predictor."""
-    depth: int = 2
+    depth: PositiveInt = 2
     """Depth of the dynamics predictor."""
-    heads: int = 4
+    heads: PositiveInt = 4
     """Attention heads of the dynamics predictor."""
-    max_steps: int = 64
+    max_steps: PositiveInt = 64
     """Longest sequence (context + horizon) the predictor accepts."""
-    proprio_dim: int = 0
+    proprio_dim: NonNegInt = 0
     """Size of an optional proprioception vector per step (0: none)."""
     reward_head: bool = True
     """Learn recorded rewards r_t = R(z_t, a_t)."""
-    predict_horizon: int = 8
+    predict_horizon: PositiveInt = 8
     """Default rollout length H."""
     residual: bool = True
     """The dynamics predict z_{t+1} - z_t (added to z_t) rather than z_{t+1} itself."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def check(self) -> None:
+        if self.width % self.heads:
+            self.fail("width", self.width, f"a multiple of heads={self.heads}")
 
 
 @dataclass(frozen=True)
-class DataFacts:
+class DataFacts(Config):
     """What a world model was trained on, recorded in its checkpoint so that every consumer (the planning
     benchmark, the latent wrappers, the dream env, the MPC agent) needs nothing but the checkpoint."""
 
@@ -80,21 +82,18 @@ class DataFacts:
     """Gymnasium id of the recorded environment (None: unknown, e.g. a model built in code)."""
     imports: tuple[str, ...] = ()
     """Modules to import before ``env_id`` resolves (plugins that register environments)."""
-    frame_skip: int = 1
+    frame_skip: PositiveInt = 1
     """Environment steps per model step: the recording's frame skip times the trainer's ``frame_step``."""
     frame_shape: tuple[int, ...] | None = None
     """Shape of the recorded frames [H, W, C]."""
     action_space: dict[str, Any] | None = None
     """The environment's action space, as the episode manifest describes it."""
-    frame_history: int = 1
+    frame_history: PositiveInt = 1
     """Frames the encoder sees for one step (1: a single frame)."""
     recipe: str = ""
     """Name of the recipe (`torchwm.wm.recipes`) that trained the model; empty if none."""
     planning: dict[str, Any] = field(default_factory=dict)
     """The recipe's planning defaults (planner, samples, elites, iterations, horizon, max_steps)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_checkpoint_config(cls, raw: dict[str, Any]) -> DataFacts:
@@ -104,11 +103,7 @@ class DataFacts:
         if data is None:
             return cls(env_id=raw.get("env_id"), action_space=raw.get("action_space"))
         known = {f.name for f in dataclasses.fields(cls)}
-        data = {k: v for k, v in data.items() if k in known}
-        for key in ("imports", "frame_shape"):
-            if data.get(key) is not None:
-                data[key] = tuple(data[key])
-        return cls(**data)
+        return cls.from_dict({k: v for k, v in data.items() if k in known})
 
 
 class LatentHead(nn.Module):

@@ -222,7 +222,7 @@ def test_bad_inputs_name_the_value() -> None:
         planner.plan(z, z, prior_actions=torch.zeros(2, 1, 5, 3))
     with pytest.raises(ValueError, match="num_elites"):
         CEMConfig(num_samples=10, num_elites=20)
-    with pytest.raises(ValueError, match="cost must be one of"):
+    with pytest.raises(ValueError, match=r"MPPIConfig\.cost='latent_l3' is invalid: expected one of \['latent_l2'"):
         MPPIConfig(cost="latent_l3")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="action_low must be < action_high"):
         CEM(CumsumModel(), [1.0, -1.0], [1.0, 1.0])

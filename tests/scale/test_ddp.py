@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 from torchwm.wm.checkpoint import WEIGHTS_FILE
+from torchwm.wm.config import JEPAConfig
 from torchwm.wm.trainer import JEPAAgent
 
 from tests.scale.tiny import TINY_PRETRAIN, assert_same_weights, child_env
@@ -89,7 +90,7 @@ def _worker(rank: int, world: int, port: int, argv: list[str], out: str) -> None
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
-    cfg = config_from_args(build_parser().parse_args(argv))
+    cfg = config_from_args(build_parser().parse_args(argv), JEPAConfig)
     with torchrun_process_group() as group_rank:
         assert group_rank == rank and dist.get_world_size() == world
         agent = JEPAAgent(cfg)

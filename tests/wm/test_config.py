@@ -38,7 +38,7 @@ def test_reference_preset_has_256_tokens() -> None:
 
 def test_preset_overrides_and_unknown_preset() -> None:
     assert JEPAConfig.preset("tiny", embed_dim=64).embed_dim == 64
-    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+    with pytest.raises(ValueError, match=r"unknown JEPAConfig preset 'huge'; choose one of \['default', 'reference', 'tiny'\]"):
         JEPAConfig.preset("huge")
 
 
