@@ -8,7 +8,7 @@ time guard stops it at ``--time-budget`` seconds); it writes ``benchmarks/result
 writing numbers. ``--dry-run`` runs one tiny step on the CPU and prints the table (no JSON), as a smoke test.
 
 Method:
-- the step: the trainer's own ``_Loop._train_step`` (uint8 frames -> floats, masks from the seeded generator,
+- the step: the trainer's own ``TrainingLoop.train_step`` (uint8 frames -> floats, masks from the seeded generator made ahead as the DataLoader's workers make them,
   forward under ``cfg.precision``'s autocast, backward, clip, AdamW, EMA), with ``cfg.compile`` wrapping the
   forward in ``torch.compile`` exactly as the trainer does; batches are generated beforehand and already on
   the GPU, so data loading is not timed; each step ends with a synchronise, and the median is reported;
@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from torchwm.wm.config import JEPAConfig  # noqa: E402
 from torchwm.wm.data import MovingShapes  # noqa: E402
-from torchwm.wm.jepa import JEPA  # noqa: E402
-from torchwm.wm.trainer import _Dist, _Loop  # noqa: E402
+from torchwm.wm.loop import TrainingLoop
+from torchwm.wm.trainer import JEPAAgent, StepMasks  # noqa: E402
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "gpu_pretrain.json"
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
@@ -117,11 +117,9 @@ def bench_config(name: str, precision: str, compiled: bool, device: torch.device
     )
 
 
-def make_loop(cfg: JEPAConfig, device: torch.device) -> _Loop:
+def make_loop(cfg: JEPAConfig, device: torch.device) -> TrainingLoop:
     """The trainer's loop state (model, AdamW, schedules, autocast and compile switches) as `JEPAAgent.train` builds it."""
-    torch.manual_seed(cfg.seed)
-    dataset = MovingShapes(cfg.synthetic_clips, cfg.num_frames, cfg.image_size, cfg.frame_step, cfg.seed)
-    return _Loop(cfg, JEPA(cfg).to(device), dataset, device, _Dist())
+    return JEPAAgent(cfg).training_loop()
 
 
 def make_batches(cfg: JEPAConfig, device: torch.device, count: int) -> list[dict[str, torch.Tensor]]:
@@ -130,20 +128,21 @@ def make_batches(cfg: JEPAConfig, device: torch.device, count: int) -> list[dict
     batches = []
     for i in range(count):
         frames = torch.stack([data[i * cfg.batch_size + j]["frames"] for j in range(cfg.batch_size)])
-        batches.append({"frames": frames.to(device)})
+        masks = [(c.to(device), t.to(device)) for c, t in StepMasks(cfg, 2 if cfg.cross_view_weight > 0 else 1, 0, 1)(i)]
+        batches.append({"frames": frames.to(device), "masks": masks})
     return batches
 
 
-def step_seconds(loop: _Loop, batch: dict[str, torch.Tensor]) -> float:
-    _sync(loop.device)
+def step_seconds(loop: TrainingLoop, batch: dict[str, torch.Tensor]) -> float:
+    device = next(loop.task.module.parameters()).device
+    _sync(device)
     start = time.perf_counter()
-    loop._train_step(batch, False)
-    _sync(loop.device)
-    loop.step += 1
+    loop.train_step(batch)
+    _sync(device)
     return time.perf_counter() - start
 
 
-def count_step_tflop(loop: _Loop, batch: dict[str, torch.Tensor]) -> float:
+def count_step_tflop(loop: TrainingLoop, batch: dict[str, torch.Tensor]) -> float:
     """TFLOP of one eager training step, counted by FlopCounterMode."""
     with FlopCounterMode(display=False) as counter:
         step_seconds(loop, batch)

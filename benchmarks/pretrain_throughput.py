@@ -10,7 +10,7 @@ Method:
 - FLOPs of a step: `torch.utils.flop_counter.FlopCounterMode` over one whole training step (forward,
   backward, AdamW, EMA), with CPU flash attention counted like the GPU kernels (2·N²·d a head forward);
   elementwise work (norms, GELU, AdamW, EMA) counts no FLOPs, as everywhere;
-- step time: the trainer's own ``_Loop._train_step`` (frames -> floats, masks, forward, backward, clip,
+- step time: the trainer's own ``TrainingLoop.train_step`` (frames -> floats, masks (pre-made, as the DataLoader's workers make them), forward, backward, clip,
   AdamW, EMA) on MovingShapes batches generated beforehand, so data generation is not timed; the
   median of per-step times after warm-up. ``end_to_end_clips_per_s`` adds the data set and DataLoader.
 The matmul rate is measured before and after the steps and the better one is used. On a machine that
@@ -39,8 +39,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.data import MovingShapes
-from torchwm.wm.jepa import JEPA
-from torchwm.wm.trainer import _Dist, _Loop
+from torchwm.wm.loop import TrainingLoop
+from torchwm.wm.trainer import JEPAAgent, StepMasks
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "pretrain_throughput.json"
 PRESETS = ("tiny", "reference")
@@ -94,11 +94,9 @@ def bench_config(preset: str, run_dir: str) -> JEPAConfig:
     )
 
 
-def make_loop(cfg: JEPAConfig) -> _Loop:
-    """The trainer's loop state (model, AdamW, schedules) exactly as `JEPAAgent.train` builds it."""
-    torch.manual_seed(cfg.seed)
-    dataset = MovingShapes(cfg.synthetic_clips, cfg.num_frames, cfg.image_size, cfg.frame_step, cfg.seed)
-    return _Loop(cfg, JEPA(cfg), dataset, torch.device("cpu"), _Dist())
+def make_loop(cfg: JEPAConfig) -> TrainingLoop:
+    """The trainer's loop (model, AdamW, schedules, the moving-shapes data set) exactly as `JEPAAgent.train` builds it."""
+    return JEPAAgent(cfg).training_loop()
 
 
 def pregenerate(cfg: JEPAConfig, count: int) -> list[dict[str, torch.Tensor]]:
@@ -111,30 +109,29 @@ def pregenerate(cfg: JEPAConfig, count: int) -> list[dict[str, torch.Tensor]]:
             {
                 "frames": torch.stack([it["frames"] for it in items]),
                 "label": torch.tensor([it["label"] for it in items]),
+                "masks": StepMasks(cfg, 2 if cfg.cross_view_weight > 0 else 1, 0, 1)(i),
             }
         )
     return batches
 
 
-def count_step_gflop(loop: _Loop, batch: dict[str, torch.Tensor]) -> float:
+def count_step_gflop(loop: TrainingLoop, batch: dict[str, torch.Tensor]) -> float:
     """GFLOP of one training step (forward + backward + AdamW + EMA), counted by FlopCounterMode."""
     with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
-        loop._train_step(batch, False)
-    loop.step += 1
+        loop.train_step(batch)
     return counter.get_total_flops() / 1e9
 
 
 def time_steps(
-    loop: _Loop, batches: list[dict[str, torch.Tensor]], warmup: int, paired: list[float] | None = None
+    loop: TrainingLoop, batches: list[dict[str, torch.Tensor]], warmup: int, paired: list[float] | None = None
 ) -> list[float]:
     """Seconds of each training step after ``warmup`` untimed ones. With ``paired``, a matmul rate
     measured right after each timed step is appended to it (so that both see the same machine load)."""
     seconds = []
     for i, batch in enumerate(batches):
         start = time.perf_counter()
-        out = loop._train_step(batch, False)
-        out.loss.item()  # the step is done (a no-op wait on the CPU, kept for accelerators)
-        loop.step += 1
+        terms = loop.train_step(batch)
+        terms["total"].item()  # the step is done (a no-op wait on the CPU, kept for accelerators)
         if i >= warmup:
             seconds.append(time.perf_counter() - start)
             if paired is not None:
@@ -142,17 +139,15 @@ def time_steps(
     return seconds
 
 
-def end_to_end_clips_per_s(loop: _Loop, steps: int) -> float:
+def end_to_end_clips_per_s(loop: TrainingLoop, steps: int) -> float:
     """Clips/s with the data set and DataLoader in the loop (MovingShapes rendered on the fly)."""
     loop.step = 0
-    batches = loop._batches()
-    loop._train_step(next(batches), False)  # warm-up
-    loop.step += 1
+    batches = loop.task.batches(0)
+    loop.train_step(next(batches))  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
-        loop._train_step(next(batches), False)
-        loop.step += 1
-    return steps * loop.cfg.batch_size / (time.perf_counter() - start)
+        loop.train_step(next(batches))
+    return steps * loop.settings.items_per_step / (time.perf_counter() - start)
 
 
 def bench_preset(preset: str, steps: int, warmup: int) -> dict[str, Any]:

@@ -15,7 +15,6 @@ augmentations are functions of (seed, step).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,25 +28,19 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchwm.wm.augment import augment_clips
 from torchwm.wm.checkpoint import (
     jepa_config_of,
-    latest_checkpoint,
     load_state_checked,
     load_weights,
-    prune_checkpoints,
     read_config,
     resolve_checkpoint,
-    restore_training,
-    save_checkpoint,
 )
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config, Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.features import DataKind, item_records, labelled_dataset, load_encoder
 from torchwm.wm.jepa import build_encoder
+from torchwm.wm.loop import LoopSettings, TrainingLoop
 from torchwm.wm.probes import AttentiveHead, split_held_out
-from torchwm.wm.runlog import RunLog
-from torchwm.wm.schedule import warmup_cosine
 from torchwm.wm.trainer import resolve_device, use_bf16
-from tqdm.auto import tqdm
 
 HeadKind = Literal["linear", "attentive"]
 
@@ -234,6 +227,8 @@ class FinetuneSummary:
     seconds: float
     checkpoint: str
     classes: list[str] = field(default_factory=list)
+    resumed_from: int = 0
+    """The step this call started from (0: a new run)."""
 
 
 class Finetuner:
@@ -262,12 +257,30 @@ class Finetuner:
             torch.manual_seed(cfg.seed)
             model = Classifier(encoder, dataset.classes, jepa_cfg.image_size, cfg.head, jepa_cfg.num_heads)
         self.model = model.to(device)
-        loop = _FinetuneLoop(cfg, jepa_cfg, model, dataset, train_idx, held_idx, device)
-        return loop.run()
+        task = FinetuneTask(cfg, jepa_cfg, model, dataset, train_idx, held_idx, device)
+        optimizer = torch.optim.AdamW(layer_decay_groups(model, cfg.weight_decay, cfg.layer_decay))
+        settings = LoopSettings(
+            run_dir=Path(cfg.output_dir), total_steps=task.total, learning_rate=cfg.learning_rate,
+            min_learning_rate=cfg.min_learning_rate, warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip,
+            log_interval=cfg.log_interval, checkpoint_interval=cfg.checkpoint_interval,
+            keep_checkpoints=cfg.keep_checkpoints, resume=cfg.resume, progress=cfg.progress, desc="finetune",
+            items_per_step=cfg.batch_size, throughput_name="clips_per_s",
+        )  # fmt: skip
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.output_dir) / "finetune_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        result = TrainingLoop(task, optimizer, settings).run()
+        summary = FinetuneSummary(
+            steps=result.steps, final_loss=result.last.get("total", float("nan")), accuracy=task.evaluate(),
+            num_train=len(train_idx), num_held_out=len(held_idx), seconds=result.seconds,
+            checkpoint=str(result.checkpoint), classes=model.classes, resumed_from=result.resumed_from,
+        )  # fmt: skip
+        (Path(cfg.output_dir) / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
+        return summary
 
 
-class _FinetuneLoop:
-    """The state of one fine-tuning run, split into short named steps."""
+class FinetuneTask:
+    """Fine-tuning's step for `TrainingLoop`: augmented clips, label-smoothed cross-entropy, held-out accuracy
+    logged at the end of every epoch."""
 
     def __init__(
         self,
@@ -279,96 +292,48 @@ class _FinetuneLoop:
         held_idx: np.ndarray,
         device: torch.device,
     ) -> None:
-        self.cfg, self.jepa_cfg, self.model, self.device = cfg, jepa_cfg, model, device
+        self.cfg, self.jepa_cfg, self.model, self.module, self.device = cfg, jepa_cfg, model, model, device
         self.dataset, self.train_idx, self.held_idx = dataset, train_idx, held_idx
-        self.run_dir = Path(cfg.output_dir)
         if len(train_idx) < 2:
             raise ValueError(
                 f"the training split of {cfg.data} has {len(train_idx)} item(s); need two or more"
             )
         # Incomplete last batches are dropped (a batch norm needs two samples), as in pretraining.
         self.steps_per_epoch = max(len(train_idx) // cfg.batch_size, 1)
-        total = cfg.epochs * self.steps_per_epoch
-        self.total = cfg.max_steps or total  # max_steps wins: the data is passed over as often as it takes
-        self.optimizer = torch.optim.AdamW(layer_decay_groups(model, cfg.weight_decay, cfg.layer_decay))
+        self.total = cfg.max_steps or cfg.epochs * self.steps_per_epoch  # max_steps wins: as many passes as it takes
         self.bf16 = use_bf16(jepa_cfg, device)
-        self.step = 0
 
-    def run(self) -> FinetuneSummary:
-        cfg = self.cfg
-        self._maybe_resume()
-        log = RunLog(self.run_dir, self.step)
-        (self.run_dir / "finetune_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        bar = tqdm(
-            total=self.total, initial=self.step, disable=not cfg.progress, desc="finetune", unit="step"
-        )
-        t0, loss = time.perf_counter(), float("nan")
-        for batch in self._batches():
-            loss = self._train_step(batch)
-            self.step += 1
-            if self.step % cfg.log_interval == 0 or self.step == self.total:
-                log.log(self.step, {"loss": loss, "lr": self.optimizer.param_groups[-1]["lr"]})
-            if self.step % self.steps_per_epoch == 0 or self.step == self.total:
-                log.log(self.step, {"held_out_accuracy": self.evaluate()})
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            if self.step % cfg.checkpoint_interval == 0 or self.step == self.total:
-                self._save()
-        bar.close()
-        log.close()
-        final = latest_checkpoint(self.run_dir) or self._save()
-        summary = FinetuneSummary(
-            steps=self.step,
-            final_loss=loss,
-            accuracy=self.evaluate(),
-            num_train=len(self.train_idx),
-            num_held_out=len(self.held_idx),
-            seconds=time.perf_counter() - t0,
-            checkpoint=str(final),
-            classes=self.model.classes,
-        )
-        (self.run_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
-        return summary
-
-    def _batches(self) -> Iterator[dict[str, Any]]:
-        """Batches from the current step to the end: each epoch is a permutation seeded by (seed, epoch)."""
-        while self.step < self.total:
-            epoch, pos = divmod(self.step, self.steps_per_epoch)
+    def batches(self, start_step: int) -> Iterator[dict[str, Any]]:
+        """Each epoch is a permutation seeded by (seed, epoch)."""
+        step = start_step
+        while True:
+            epoch, pos = divmod(step, self.steps_per_epoch)
             gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
             order = self.train_idx[torch.randperm(len(self.train_idx), generator=gen).numpy()].tolist()
             b = self.cfg.batch_size
             batches = [order[i * b : (i + 1) * b] for i in range(pos, self.steps_per_epoch)]
-            loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.cfg.num_workers)
-            for batch in loader:
+            for batch in DataLoader(self.dataset, batch_sampler=batches, num_workers=self.cfg.num_workers):
                 yield batch
-                if self.step >= self.total:
-                    return
+                step += 1
 
-    def _train_step(self, batch: dict[str, Any]) -> float:
+    def loss(self, batch: dict[str, Any], step: int, log_now: bool) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        lr = warmup_cosine(self.step, self.total, cfg.learning_rate, cfg.min_learning_rate, cfg.warmup_steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         clips = prepare_frames(batch["frames"].to(self.device), self.jepa_cfg.image_size)
         clips = augment_clips(clips, gen, cfg.crop_scale, cfg.flip_prob, cfg.color_jitter)
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(clips)
-        loss = F.cross_entropy(
-            logits.float(), batch["label"].to(self.device), label_smoothing=cfg.label_smoothing
-        )
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"loss is {loss.item()} at step {self.step}; stopping before the update "
-                f"(last good checkpoint: {latest_checkpoint(self.run_dir) or 'none yet'}). Lower learning_rate."
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        return loss.item()
+        loss = F.cross_entropy(logits.float(), batch["label"].to(self.device), label_smoothing=cfg.label_smoothing)
+        return {"total": loss}
+
+    def after_update(self, step: int) -> None:
+        pass
+
+    def extra_logs(self, step: int, log_now: bool) -> dict[str, float]:
+        if step % self.steps_per_epoch == 0 or step == self.total:
+            return {"held_out_accuracy": self.evaluate()}
+        return {}
 
     @torch.inference_mode()
     def evaluate(self) -> float:
@@ -383,7 +348,7 @@ class _FinetuneLoop:
             correct += int((pred == batch["label"]).sum())
         return correct / len(self.held_idx)
 
-    def _checkpoint_config(self) -> dict[str, Any]:
+    def checkpoint_config(self) -> dict[str, Any]:
         return {
             "kind": "classifier",
             "jepa": self.jepa_cfg.to_dict(),
@@ -391,21 +356,7 @@ class _FinetuneLoop:
             "classes": self.model.classes,
         }
 
-    def _save(self) -> Path:
-        state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "total": self.total}
-        path = save_checkpoint(
-            self.run_dir / "checkpoints" / f"step_{self.step:08d}",
-            self._checkpoint_config(),
-            self.model.state_dict(),
-            state,
-        )
-        prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
-        return path
-
-    def _maybe_resume(self) -> None:
-        ckpt = latest_checkpoint(self.run_dir) if self.cfg.resume else None
-        if ckpt is None:
-            return
+    def check_resume(self, ckpt: Path) -> None:
         saved = read_config(ckpt)
         if saved.get("kind") != "classifier" or saved.get("classes") != self.model.classes:
             raise ValueError(
@@ -413,4 +364,3 @@ class _FinetuneLoop:
                 f"{saved.get('classes')} but this run has classes {self.model.classes} "
                 "(use another output_dir, or resume=False to start over)"
             )
-        self.step = restore_training(ckpt, self.model, self.optimizer)

@@ -51,6 +51,14 @@ class RunLog:
             self._columns = list(row)
             with open(self.csv_path, "w", newline="") as f:
                 csv.DictWriter(f, fieldnames=self._columns).writeheader()
+        elif set(row) - set(self._columns):  # a value first logged now (a held-out accuracy): widen the file
+            self._columns += [k for k in row if k not in self._columns]
+            with open(self.csv_path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            with open(self.csv_path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self._columns)
+                writer.writeheader()
+                writer.writerows(rows)
         with open(self.csv_path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self._columns, extrasaction="ignore").writerow(row)
 

@@ -11,7 +11,6 @@ takes its slice of the global batch, and rank 0 alone logs and saves.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,25 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
-from torchwm.wm.checkpoint import (
-    jepa_config_of,
-    latest_checkpoint,
-    load_state_checked,
-    load_weights,
-    prune_checkpoints,
-    resolve_checkpoint,
-    restore_training,
-    save_checkpoint,
-)
+from torch.utils.data import DataLoader, Dataset, default_collate
+from torchwm.wm.checkpoint import jepa_config_of, load_state_checked, load_weights, resolve_checkpoint
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.data import build_dataset
 from torchwm.wm.encoders import prepare_frames
 from torchwm.wm.jepa import JEPA, ema_momentum, mask_spec
+from torchwm.wm.loop import LoopSettings, TrainingLoop
 from torchwm.wm.masks import make_masks
-from torchwm.wm.runlog import RunLog
 from torchwm.wm.schedule import warmup_cosine
-from tqdm.auto import tqdm
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,15 +71,10 @@ class TrainSummary:
     checkpoint: str
     skipped_files: list[str] = field(default_factory=list)
     monitor: dict[str, float] = field(default_factory=dict)
-
-
-class _Dist:
-    """Rank and world size, (0, 1) without a process group."""
-
-    def __init__(self) -> None:
-        self.on = dist.is_available() and dist.is_initialized()
-        self.rank = dist.get_rank() if self.on else 0
-        self.world = dist.get_world_size() if self.on else 1
+    data_wait_fraction: float = 0.0
+    """Fraction of the run's wall time spent waiting for the next batch."""
+    resumed_from: int = 0
+    """The step this call started from (0: a new run)."""
 
 
 class JEPAAgent:
@@ -141,201 +125,151 @@ class JEPAAgent:
         return z[0] if single else z
 
     # --- training ---------------------------------------------------------------------------
-    def train(self) -> TrainSummary:
-        """Run (or resume) pretraining as configured; returns the run summary."""
+    def training_loop(self) -> TrainingLoop:
+        """The loop `train` runs (built afresh: a new model, optimizer and data set), for benchmarks that time
+        its steps (`TrainingLoop.train_step`) without running it."""
         cfg = self.cfg.validate()
-        ddp = _Dist()
+        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
         device = resolve_device(cfg.device)
-        if device.type == "cuda" and ddp.on:
+        if device.type == "cuda" and world > 1:
             device = torch.device("cuda", torch.cuda.current_device())
         torch.manual_seed(cfg.seed)
-        dataset = build_dataset(cfg)
         model = JEPA(cfg).to(device)
         self.model = model
-        loop = _Loop(cfg, model, dataset, device, ddp)
-        self.summary = loop.run()
+        task = JEPATask(cfg, model, build_dataset(cfg), device, rank, world)
+        optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
+        settings = LoopSettings(
+            run_dir=Path(cfg.output_dir), total_steps=task.total, learning_rate=cfg.learning_rate,
+            min_learning_rate=cfg.min_learning_rate, warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip,
+            log_interval=cfg.log_interval, checkpoint_interval=cfg.checkpoint_interval,
+            keep_checkpoints=cfg.keep_checkpoints, resume=cfg.resume, progress=cfg.progress, desc="pretrain",
+            items_per_step=task.global_batch, throughput_name="clips_per_s",
+        )  # fmt: skip
+        return TrainingLoop(task, optimizer, settings)
+
+    def train(self) -> TrainSummary:
+        """Run (or resume) pretraining as configured; returns the run summary."""
+        loop = self.training_loop()
+        cfg, task = self.cfg, loop.task
+        assert isinstance(task, JEPATask)
+        if loop.rank == 0:
+            Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+            cfg.save(Path(cfg.output_dir) / "config.yaml")
+        result = loop.run()
+        monitor = {k.removeprefix("monitor/"): v for k, v in result.extras.items()}
+        self.summary = TrainSummary(
+            steps=result.steps, final_loss=result.last.get("total", float("nan")), clips_per_s=result.items_per_s,
+            seconds=result.seconds, checkpoint=str(result.checkpoint), skipped_files=list(getattr(task.dataset, "skipped", [])),
+            monitor=monitor, data_wait_fraction=result.data_wait_fraction, resumed_from=result.resumed_from,
+        )  # fmt: skip
+        if loop.rank == 0:
+            (Path(cfg.output_dir) / "summary.json").write_text(json.dumps(asdict(self.summary), indent=2))
+            if self.summary.skipped_files:
+                print(f"skipped {len(self.summary.skipped_files)} unreadable file(s): {self.summary.skipped_files[:5]}")
         return self.summary
 
 
-class _Loop:
-    """The state of one training run, split into short named steps."""
+class StepMasks:
+    """The masks of one step's global batch, from a generator seeded by (seed, step); this rank's slice.
 
-    def __init__(
-        self, cfg: JEPAConfig, model: JEPA, dataset: Dataset, device: torch.device, ddp: _Dist
-    ) -> None:
-        self.cfg, self.model, self.dataset, self.device, self.ddp = cfg, model, dataset, device, ddp
-        self.run_dir = Path(cfg.output_dir)
-        self.global_batch = cfg.batch_size * ddp.world
+    Picklable, so that DataLoader workers make the masks beside the clips (as V-JEPA's collator does), off the
+    training step's critical path."""
+
+    def __init__(self, cfg: JEPAConfig, views: int, rank: int, world: int) -> None:
+        self.spec, self.seed, self.views = mask_spec(cfg), cfg.seed, views
+        self.lo, self.hi, self.global_batch = rank * cfg.batch_size, (rank + 1) * cfg.batch_size, cfg.batch_size * world
+
+    def __call__(self, step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        masks = []
+        for _ in range(self.views):
+            ctx, tgt = make_masks(self.spec, self.global_batch, gen)
+            masks.append((ctx[self.lo : self.hi], tgt[self.lo : self.hi]))
+        return masks
+
+
+class StepBatches(Dataset):
+    """Item i is the whole batch of step ``first_step + i``: the clips of its indices, collated, and its masks."""
+
+    def __init__(self, dataset: Dataset, indices: list[list[int]], first_step: int, masks: StepMasks) -> None:
+        self.dataset, self.indices, self.first_step, self.masks = dataset, indices, first_step, masks
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        batch = default_collate([self.dataset[j] for j in self.indices[i]])
+        batch["masks"] = self.masks(self.first_step + i)
+        return batch
+
+
+class JEPATask:
+    """The JEPA's step for `TrainingLoop`: masked latent prediction against the EMA target."""
+
+    def __init__(self, cfg: JEPAConfig, model: JEPA, dataset: Dataset, device: torch.device, rank: int, world: int) -> None:
+        self.cfg, self.model, self.module, self.dataset, self.device = cfg, model, model, dataset, device
+        self.rank, self.world = rank, world
+        self.global_batch = cfg.batch_size * world
         self.steps_per_epoch = len(dataset) // self.global_batch  # type: ignore[arg-type]
         if self.steps_per_epoch == 0:
             raise ValueError(
                 f"the data set has {len(dataset)} clips, fewer than one global batch of {self.global_batch} "  # type: ignore[arg-type]
                 "(lower batch_size or add data)"
             )
-        total = cfg.epochs * self.steps_per_epoch
-        self.total = cfg.max_steps or total  # max_steps wins: the data is passed over as often as it takes
-        self.optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
+        self.total = cfg.max_steps or cfg.epochs * self.steps_per_epoch  # max_steps wins: as many passes as it takes
         self.bf16 = use_bf16(cfg, device)
         self.forward: Callable[..., Any] = model
-        if ddp.on:
+        if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if cfg.compile:
             self.forward = torch.compile(self.forward)
-        self.step = 0
+        self.masks = StepMasks(cfg, model.num_views, rank, world)
+        self.monitor: dict[str, float] = {}
 
-    def run(self) -> TrainSummary:
-        cfg = self.cfg
-        self._maybe_resume()
-        is_main = self.ddp.rank == 0
-        log = RunLog(self.run_dir, self.step, enabled=is_main)
-        if is_main:
-            cfg.save(self.run_dir / "config.yaml")
-        bar = tqdm(
-            total=self.total,
-            initial=self.step,
-            disable=not (cfg.progress and is_main),
-            desc="pretrain",
-            unit="step",
-        )
-        t0, clips_seen, last = time.perf_counter(), 0, {"loss": float("nan")}
-        monitor: dict[str, float] = {}
-        for batch in self._batches():
-            monitor_now = self.step % cfg.log_interval == 0 or self.step == self.total - 1
-            out = self._train_step(batch, monitor_now)
-            self.step += 1
-            clips_seen += self.global_batch
-            rate = clips_seen / (time.perf_counter() - t0)
-            last = self._mean_over_ranks({"loss": out.loss, **{f"loss/{k}": v for k, v in out.terms.items()}})
-            monitor = out.monitor or monitor
-            if monitor_now:
-                lr = self.optimizer.param_groups[0]["lr"]
-                log.log(
-                    self.step,
-                    {
-                        **last,
-                        **{f"monitor/{k}": v for k, v in monitor.items()},
-                        "lr": lr,
-                        "clips_per_s": rate,
-                    },
-                )
-            bar.update(1)
-            bar.set_postfix(loss=f"{last['loss']:.4f}", clips_s=f"{rate:.1f}")
-            if self.step % cfg.checkpoint_interval == 0 or self.step == self.total:
-                self._save()
-        bar.close()
-        log.close()
-        final = latest_checkpoint(self.run_dir) if is_main else None
-        if is_main and final is None:  # resumed a run that had already finished
-            final = self._save()
-        summary = TrainSummary(
-            steps=self.step,
-            final_loss=last["loss"],
-            clips_per_s=clips_seen / max(time.perf_counter() - t0, 1e-9),
-            seconds=time.perf_counter() - t0,
-            checkpoint=str(final),
-            skipped_files=list(getattr(self.dataset, "skipped", [])),
-            monitor=monitor,
-        )
-        if is_main:
-            (self.run_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
-            if summary.skipped_files:
-                print(f"skipped {len(summary.skipped_files)} unreadable file(s): {summary.skipped_files[:5]}")
-        return summary
-
-    def _mean_over_ranks(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Loss terms as floats, averaged over the ranks: the global batch's, as one process would log them."""
-        stacked = torch.stack([v.detach().float() for v in values.values()])
-        if self.ddp.on:
-            dist.all_reduce(stacked)
-            stacked /= self.ddp.world
-        return dict(zip(values, stacked.tolist()))
-
-    def _batches(self) -> Iterator[dict[str, Any]]:
-        """Batches from the current step to the end: each epoch is a permutation seeded by (seed, epoch)."""
-        while self.step < self.total:
-            epoch, pos = divmod(self.step, self.steps_per_epoch)
+    def batches(self, start_step: int) -> Iterator[dict[str, Any]]:
+        """Each epoch is a permutation seeded by (seed, epoch); a batch comes with its masks, both made in the
+        DataLoader's workers when ``num_workers`` > 0."""
+        step = start_step
+        while True:
+            epoch, pos = divmod(step, self.steps_per_epoch)
             gen = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
             perm = torch.randperm(len(self.dataset), generator=gen)  # type: ignore[arg-type]
-            b, r = self.cfg.batch_size, self.ddp.rank
-            batches = [
-                perm[i * self.global_batch + r * b : i * self.global_batch + (r + 1) * b].tolist()
-                for i in range(pos, self.steps_per_epoch)
-            ]
-            loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.cfg.num_workers)
+            b, r, g = self.cfg.batch_size, self.rank, self.global_batch
+            indices = [perm[i * g + r * b : i * g + (r + 1) * b].tolist() for i in range(pos, self.steps_per_epoch)]
+            workers = self.cfg.num_workers
+            loader = DataLoader(StepBatches(self.dataset, indices, step, self.masks), batch_size=None,
+                                num_workers=workers, prefetch_factor=2 if workers else None,
+                                persistent_workers=False)  # fmt: skip
             for batch in loader:
                 yield batch
-                if self.step >= self.total:
-                    return
+                step += 1
 
-    def _masks(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Masks of the whole global batch from a generator seeded by (seed, step); this rank's slice."""
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
-        spec = mask_spec(self.cfg)
-        lo, hi = self.ddp.rank * self.cfg.batch_size, (self.ddp.rank + 1) * self.cfg.batch_size
-        masks = []
-        for _ in range(self.model.num_views):
-            ctx, tgt = make_masks(spec, self.global_batch, gen)
-            masks.append((ctx[lo:hi].to(self.device), tgt[lo:hi].to(self.device)))
-        return masks
-
-    def _train_step(self, batch: dict[str, Any], monitor: bool):
-        cfg = self.cfg
-        lr = lr_at(cfg, self.step, self.total)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        clips = prepare_frames(batch["frames"].to(self.device, non_blocking=True), cfg.image_size)
+    def loss(self, batch: dict[str, Any], step: int, log_now: bool) -> dict[str, torch.Tensor]:
+        clips = prepare_frames(batch["frames"].to(self.device, non_blocking=True), self.cfg.image_size)
+        masks = [(c.to(self.device, non_blocking=True), t.to(self.device, non_blocking=True)) for c, t in batch["masks"]]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.forward(clips, self._masks(), monitor=monitor)
-        if not torch.isfinite(out.loss):
-            last = latest_checkpoint(self.run_dir)
-            raise FloatingPointError(
-                f"loss is {out.loss.item()} at step {self.step}; stopping before the update. "
-                f"The last good checkpoint ({last or 'none yet'}) is intact: lower learning_rate or check the data."
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        self.model.update_target(ema_momentum(cfg, self.step + 1, self.total))
-        return out
+            out = self.forward(clips, masks, monitor=log_now)
+        if out.monitor:
+            self.monitor = out.monitor
+        return {"total": out.loss, **out.terms}
 
-    def _save(self) -> Path | None:
-        if self.ddp.rank != 0:
-            return None
-        state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "total": self.total}
-        path = save_checkpoint(
-            self.run_dir / "checkpoints" / f"step_{self.step:08d}",
-            {"kind": "jepa", "jepa": self.cfg.to_dict()},
-            self.model.state_dict(),
-            state,
-        )
-        prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)
-        return path
+    def after_update(self, step: int) -> None:
+        self.model.update_target(ema_momentum(self.cfg, step + 1, self.total))
 
-    def _maybe_resume(self) -> None:
-        ckpt = latest_checkpoint(self.run_dir) if self.cfg.resume else None
-        if ckpt is None:
-            return
-        saved = jepa_config_of(ckpt)
-        shape_fields = (
-            "encoder",
-            "image_size",
-            "patch_size",
-            "embed_dim",
-            "num_layers",
-            "num_heads",
-            "num_frames",
-            "tubelet_size",
-            "predictor_dim",
-            "predictor_depth",
-            "in_channels",
-        )
+    def checkpoint_config(self) -> dict[str, Any]:
+        return {"kind": "jepa", "jepa": self.cfg.to_dict()}
+
+    def extra_logs(self, step: int, log_now: bool) -> dict[str, float]:
+        return {f"monitor/{k}": v for k, v in self.monitor.items()} if log_now else {}
+
+    def check_resume(self, checkpoint: Path) -> None:
+        saved = jepa_config_of(checkpoint)
+        shape_fields = ("encoder", "image_size", "patch_size", "embed_dim", "num_layers", "num_heads", "num_frames",
+                        "tubelet_size", "predictor_dim", "predictor_depth", "in_channels")  # fmt: skip
         for name in shape_fields:
             if getattr(saved, name) != getattr(self.cfg, name):
                 raise ValueError(
-                    f"cannot resume from {ckpt}: it was trained with {name}={getattr(saved, name)!r} but the config "
-                    f"says {getattr(self.cfg, name)!r} (use another output_dir, or resume=False to start over)"
+                    f"cannot resume from {checkpoint}: it was trained with {name}={getattr(saved, name)!r} but the "
+                    f"config says {getattr(self.cfg, name)!r} (use another output_dir, or resume=False to start over)"
                 )
-        self.step = restore_training(ckpt, self.model, self.optimizer)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,21 +22,18 @@ import torch
 import torch.nn.functional as F
 from torchwm.wm.checkpoint import (
     jepa_config_of,
-    latest_checkpoint,
     load_state_checked,
     load_weights,
-    prune_checkpoints,
     read_config,
     resolve_checkpoint,
-    restore_training,
 )
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config, Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt
 from torchwm.wm.episodes import action_size, recorded_frame_skip
+from torchwm.wm.loop import LoopSettings, TrainingLoop
 from torchwm.wm.losses import collapse_stats, covariance_loss, variance_loss
 from torchwm.wm.rollouts import RolloutClips
-from torchwm.wm.runlog import RunLog
-from torchwm.wm.schedule import linear_ramp, warmup_cosine
+from torchwm.wm.schedule import linear_ramp
 from torchwm.wm.trainer import resolve_device
 from torchwm.wm.world_model import DataFacts, WorldModel, WorldModelSpec
 from tqdm.auto import tqdm
@@ -248,7 +245,10 @@ def world_model_loss(
 
 
 class WorldModelTrainer:
-    """Train (or resume) a world model as a config says; `run` returns the final checkpoint path."""
+    """Train (or resume) a world model as a config says; `run` returns the final checkpoint path.
+
+    The trainer is the `TrainingTask` of `TrainingLoop` (batches, loss, EMA update, checkpoint config); the loop
+    owns the schedule, clipping, NaN stop, logging, checkpoints and resume."""
 
     def __init__(self, cfg: WorldModelConfig) -> None:
         self.cfg = cfg.validate()
@@ -257,6 +257,7 @@ class WorldModelTrainer:
         self.dataset = RolloutClips(cfg.root_path, cfg.seq_len, cfg.frame_step)
         self.model = build_world_model(cfg, self.dataset).to(self.device)
         self.model.data = data_facts(cfg, self.dataset, self.model.window)
+        self.module = self.model  # what `TrainingLoop` saves and restores
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.run_dir = Path(cfg.output_dir)
@@ -326,86 +327,61 @@ class WorldModelTrainer:
         }
         return item
 
-    def _batch(self) -> dict[str, torch.Tensor]:
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
-        idx = torch.randint(len(self.dataset), (self.cfg.batch_size,), generator=gen).tolist()
-        items = [self._cached_item(i) if self.features else self.dataset[i] for i in idx]
-        keys = [k for k in ("frames", "pooled", "actions", "rewards") if k in items[0]]
-        return {k: torch.stack([it[k] for it in items]).to(self.device) for k in keys}
+    # --- the step, as `TrainingLoop` calls it ---------------------------------------------------
+    def batches(self, start_step: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Step i's batch is drawn by a generator seeded by (seed, i), so a resumed run repeats the same steps."""
+        step = start_step
+        while True:
+            gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+            idx = torch.randint(len(self.dataset), (self.cfg.batch_size,), generator=gen).tolist()
+            items = [self._cached_item(i) if self.features else self.dataset[i] for i in idx]
+            keys = [k for k in ("frames", "pooled", "actions", "rewards") if k in items[0]]
+            yield {k: torch.stack([it[k] for it in items]).to(self.device) for k in keys}
+            step += 1
 
-    def _train_step(self) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
-        lr = warmup_cosine(
-            self.step, cfg.steps, cfg.learning_rate, cfg.learning_rate * 0.01, cfg.warmup_steps
-        )
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        terms = world_model_loss(self.model, cfg, self._batch())
-        if not torch.isfinite(terms["total"]):
-            raise FloatingPointError(
-                f"world-model loss is {terms['total'].item()} at step {self.step}; the last good checkpoint "
-                f"({latest_checkpoint(self.run_dir) or 'none yet'}) is intact: lower learning_rate"
+    def loss(self, batch: dict[str, torch.Tensor], step: int, log_now: bool) -> dict[str, torch.Tensor]:
+        return world_model_loss(self.model, self.cfg, batch)
+
+    def after_update(self, step: int) -> None:
+        self.model.update_targets(linear_ramp(step + 1, self.cfg.steps, self.cfg.ema_start, self.cfg.ema_end))
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        return self.model.checkpoint_config(train=dataclasses.asdict(self.cfg))
+
+    def check_resume(self, checkpoint: Path) -> None:
+        saved = read_config(checkpoint)
+        if saved.get("kind") != "world_model" or saved.get("spec") != self.model.spec.to_dict():
+            raise ValueError(
+                f"cannot resume from {checkpoint}: it holds a {saved.get('kind')!r} checkpoint of another shape "
+                f"({saved.get('spec')}); use another output_dir, or resume=False to start over"
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        self.model.update_targets(linear_ramp(self.step + 1, cfg.steps, cfg.ema_start, cfg.ema_end))
-        return terms
 
+    def extra_logs(self, step: int, log_now: bool) -> dict[str, float]:
+        return {}
+
+    # --- running ----------------------------------------------------------------------------------
     def run(self) -> Path:
+        """Train (or resume) to ``cfg.steps``; writes ``summary.json`` and returns the final checkpoint."""
         cfg = self.cfg
-        self._maybe_resume()
-        log = RunLog(self.run_dir, self.step)
-        bar = tqdm(
-            total=cfg.steps, initial=self.step, disable=not cfg.progress, desc="world model", unit="step"
-        )
-        t0 = time.perf_counter()
-        start = self.step
-        while self.step < cfg.steps:
-            terms = self._train_step()
-            self.step += 1
-            self.last_terms = {k: v.item() for k, v in terms.items()}
-            if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
-                rate = (self.step - start) * cfg.batch_size / (time.perf_counter() - t0)
-                log.log(
-                    self.step, {**{f"loss/{k}": v for k, v in self.last_terms.items()}, "seqs_per_s": rate}
-                )
-            bar.update(1)
-            bar.set_postfix(loss=f"{self.last_terms['total']:.4f}")
-            if self.step % cfg.checkpoint_interval == 0 or self.step == cfg.steps:
-                self._save()
-        bar.close()
-        log.close()
-        final = latest_checkpoint(self.run_dir) or self._save()
-        (self.run_dir / "summary.json").write_text(
-            json.dumps(
-                {
-                    "steps": self.step,
-                    "loss": self.last_terms,
-                    "seconds": time.perf_counter() - t0,
-                    "skipped_files": self.dataset.skipped,
-                    "checkpoint": str(final),
-                },
-                indent=2,
-            )
-        )
-        return final
-
-    def _save(self) -> Path:
-        state = {"optimizer": self.optimizer.state_dict(), "step": self.step}
-        path = self.model.save_pretrained(
-            self.run_dir / "checkpoints" / f"step_{self.step:08d}", state, train=dataclasses.asdict(self.cfg)
-        )
-        prune_checkpoints(self.run_dir, 2)
-        return path
-
-    def _maybe_resume(self) -> None:
-        ckpt = latest_checkpoint(self.run_dir) if self.cfg.resume else None
-        if ckpt is None:
-            return
-        self.step = restore_training(ckpt, self.model, self.optimizer)
+        settings = LoopSettings(
+            run_dir=self.run_dir, total_steps=cfg.steps, learning_rate=cfg.learning_rate,
+            min_learning_rate=cfg.learning_rate * 0.01, warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip,
+            log_interval=cfg.log_interval, checkpoint_interval=cfg.checkpoint_interval, keep_checkpoints=2,
+            resume=cfg.resume, progress=cfg.progress, desc="world model", items_per_step=cfg.batch_size,
+            throughput_name="seqs_per_s",
+        )  # fmt: skip
+        loop = TrainingLoop(self, self.optimizer, settings)
+        result = loop.run()
+        self.step, self.last_terms = result.steps, result.last
+        assert result.checkpoint is not None  # a single process always writes one
+        summary = {
+            "steps": result.steps, "loss": result.last, "seconds": result.seconds, "seqs_per_s": result.items_per_s,
+            "data_wait_fraction": result.data_wait_fraction, "resumed_from": result.resumed_from,
+            "skipped_files": self.dataset.skipped,
+            "checkpoint": str(result.checkpoint),
+        }  # fmt: skip
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return result.checkpoint
 
 
 @torch.no_grad()

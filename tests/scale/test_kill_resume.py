@@ -5,6 +5,7 @@ a ``torchwm record`` killed mid-run leaves an episode directory that reads clean
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -126,3 +127,62 @@ def test_record_killed_mid_run_leaves_a_readable_directory_that_record_appends_t
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(RolloutClips(out, num_frames=2).episodes) == recorded + 1
+
+
+@pytest.fixture(scope="module")
+def world_model_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(TwoRooms episodes, a tiny pretrained JEPA, a labelled image folder) for the other two trainers."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("inputs")
+    assert main(["record", "--env", "torchwm/TwoRooms-v0", "--episodes", "4", "--out", str(root / "ep"),
+                 "--num-envs", "2", "--max-steps", "20", "--no-progress"]) == 0  # fmt: skip
+    jepa_args = [a for a in pretrain_args(root / "jepa") if a not in ("--max-steps", str(STEPS))]
+    assert main([*jepa_args, "--max-steps", "2"]) == 0
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / "images" / cls).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / "images" / cls / f"{i}.png")
+    return root / "ep", root / "jepa", root / "images"
+
+
+def trainer_args(kind: str, inputs: tuple[Path, Path, Path], out: Path) -> list[str]:
+    episodes, jepa, images = inputs
+    common = ["--checkpoint-interval", "2", "--log-interval", "1", "--device", "cpu", "--no-progress",
+              "--output-dir", str(out)]  # fmt: skip
+    if kind == "train-world-model":
+        return ["train-world-model", "--root-path", str(episodes), "--encoder-checkpoint", str(jepa),
+                "--steps", "40", "--batch-size", "4", "--seq-len", "4", "--predict-horizon", "3", "--width", "32",
+                "--heads", "2", "--latent-dim", "16", "--warmup-steps", "0", *common]  # fmt: skip
+    return ["finetune", "--checkpoint", str(jepa), "--data", str(images), "--max-steps", "40", "--batch-size", "4",
+            "--warmup-steps", "0", *common]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["train-world-model", "finetune"])
+def test_the_other_trainers_killed_after_a_checkpoint_resume_to_the_uninterrupted_weights(
+    kind: str, world_model_inputs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    done = run_torchwm(*trainer_args(kind, world_model_inputs, reference), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    final = latest_checkpoint(reference)
+    assert final is not None and final.name == "step_00000040"
+
+    proc = subprocess.Popen(
+        torchwm_command(*trainer_args(kind, world_model_inputs, run)), cwd=tmp_path, env=child_env(),
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    wait_for(lambda: list_checkpoints(run), proc)
+    kill(proc)
+    killed_at = latest_checkpoint(run)
+    assert killed_at is not None and killed_at.name < final.name  # killed mid-run, after a checkpoint
+
+    resumed = run_torchwm(*trainer_args(kind, world_model_inputs, run), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert latest_checkpoint(run).name == final.name  # type: ignore[union-attr]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_from"] == int(killed_at.name.removeprefix("step_")) > 0  # it did resume
+    assert_same_weights(run / "checkpoints" / final.name / WEIGHTS_FILE, final / WEIGHTS_FILE, atol=1e-6)
+    assert logged_losses(run) == pytest.approx(logged_losses(reference), abs=1e-6)  # one row a step, none twice

@@ -24,7 +24,7 @@ from torchwm.wm.checkpoint import (
 )
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.jepa import JEPA
-from torchwm.wm.trainer import JEPAAgent, _Loop, lr_at
+from torchwm.wm.trainer import JEPAAgent, JEPATask, lr_at
 
 
 def losses(run_dir: str | Path) -> dict[int, float]:
@@ -71,14 +71,14 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(
     cfg_b = dataclasses.replace(base, output_dir=str(tmp_path / "b"))
     assert JEPAAgent(cfg_a).train().steps == 8
 
-    original = _Loop._train_step
+    original = JEPATask.loss
 
-    def interrupted_at_step_5(self: _Loop, batch: dict, monitor: bool):  # type: ignore[no-untyped-def]
-        if self.step == 5:  # two steps after checkpoint 3: those two are lost and redone
+    def interrupted_at_step_5(self: JEPATask, batch: dict, step: int, log_now: bool):  # type: ignore[no-untyped-def]
+        if step == 5:  # two steps after checkpoint 3: those two are lost and redone
             raise KeyboardInterrupt
-        return original(self, batch, monitor)
+        return original(self, batch, step, log_now)
 
-    monkeypatch.setattr(_Loop, "_train_step", interrupted_at_step_5)
+    monkeypatch.setattr(JEPATask, "loss", interrupted_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         JEPAAgent(cfg_b).train()
     monkeypatch.undo()

@@ -323,17 +323,17 @@ def test_resumed_training_ends_with_the_same_weights(
     whole.run()
 
     cfg = wm_cfg(pretrained, tmp_path / "resumed", steps=6, checkpoint_interval=3)
-    real_step = WorldModelTrainer._train_step
+    real_loss = WorldModelTrainer.loss
 
-    def killed_at_step_4(self: WorldModelTrainer) -> dict[str, torch.Tensor]:
-        if self.step == 3:  # the 4th step, after the checkpoint of step 3
+    def killed_at_step_4(self: WorldModelTrainer, batch: dict, step: int, log_now: bool) -> dict[str, torch.Tensor]:
+        if step == 3:  # the 4th step, after the checkpoint of step 3
             raise KeyboardInterrupt
-        return real_step(self)
+        return real_loss(self, batch, step, log_now)
 
-    monkeypatch.setattr(WorldModelTrainer, "_train_step", killed_at_step_4)
+    monkeypatch.setattr(WorldModelTrainer, "loss", killed_at_step_4)
     with pytest.raises(KeyboardInterrupt):
         WorldModelTrainer(cfg).run()
-    monkeypatch.setattr(WorldModelTrainer, "_train_step", real_step)
+    monkeypatch.setattr(WorldModelTrainer, "loss", real_loss)
     resumed = WorldModelTrainer(cfg)
     resumed.run()
     assert resumed.step == 6
