@@ -1,24 +1,20 @@
 """Evidence that the world model learned the world: linear probes of TwoRooms' agent position.
 
-Run `python benchmarks/probe.py`. With the defaults, training takes about 15 minutes on 2 cores (JEPA
-600 steps, world model 600 joint steps, then 2000 dynamics steps) and recording about 1 minute. It
+Run `python benchmarks/probe.py` (``--work-dir runs/demo`` probes the model `torchwm demo` trained, with no
+training of its own). It
 
-1. records random-policy TwoRooms episodes: a training set and a held-out set with another seed
-   (kept under ``--data-dir`` and reused when they already hold the asked-for episodes);
-2. pretrains the tiny spatial JEPA on the training episodes, then trains the world model from it in two
-   phases: the encoder fine-tuned jointly with the dynamics (PLDM-style: variance, covariance and
-   temporal-smoothness terms, targets from the online weights; ``--freeze-encoder true`` keeps the JEPA
-   encoder fixed instead), then the dynamics alone on that fixed latent (``--dynamics-steps``); each
-   phase timed, wall-clock and this process's CPU seconds;
-3. fits a closed-form ridge probe (the penalty chosen on a validation split of the training episodes)
+1. trains (or finds finished, and then reuses) the named recipe's world model with `torchwm.fit` in
+   ``--work-dir``: the same record -> JEPA -> two world-model phases as the demo and `torchwm fit`, each stage
+   timed; and records a held-out set of random-policy episodes with other seeds and the recipe's frame skip;
+2. fits a closed-form ridge probe (the penalty chosen on a validation split of the training episodes)
    from the latents z (flattened K*D) to the agent's true position and reports R² on the held-out
    episodes; the same probe on the JEPA's mean-pooled patch tokens and on the z of a randomly
    initialised encoder and head are the baselines;
-4. applies the probe fitted on encoded latents to the latents that ``rollout`` predicts 1..H steps
+3. applies the probe fitted on encoded latents to the latents that ``rollout`` predicts 1..H steps
    ahead from held-out states under the recorded actions: R² against the horizon, next to the probe
    on z_t itself (no motion: what a prediction must beat) and on the encoded z_{t+h}; the same for a
    second probe with a fixed, heavy penalty (``--robust-alpha``), which reads only z's dominant directions;
-5. reports the collapse monitor on held-out latents, and the speed of a planning-sized rollout
+4. reports the collapse monitor on held-out latents, and the speed of a planning-sized rollout
    (256 candidate sequences x 8 steps from one state) against the machine's measured fp32 matmul
    throughput.
 
@@ -34,6 +30,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +42,14 @@ import torch
 import torchwm.envs  # noqa: F401  (registers the built-in ids)
 from torch.utils.flop_counter import FlopCounterMode
 from torchwm.envs.record import record
-from torchwm.wm.config import JEPAConfig
 from torchwm.wm.episodes import load_episode, read_manifest
 from torchwm.wm.losses import collapse_stats
+from torchwm.wm.recipes import get_recipe
 from torchwm.wm.trainer import JEPAAgent
-from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model
+from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import WorldModel
+
+from torchwm.pipeline import fit
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -61,53 +60,18 @@ ENV_ID = "torchwm/TwoRooms-v0"
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """What the benchmark records, trains and measures (every field is a command-line option)."""
+    """What the benchmark trains and measures (every field is a command-line option)."""
 
-    episodes: int = 300
-    """Random-policy training episodes (up to 100 steps each)."""
+    recipe: str = "two-phase"
+    """The named recipe (`torchwm.wm.recipes`) whose world model is probed."""
+    work_dir: str = "runs/probe"
+    """The `torchwm fit` run folder: trained here, or reused when finished (``runs/demo`` probes the demo's)."""
     heldout_episodes: int = 60
-    """Held-out episodes, recorded with another seed; every R² is measured on them."""
-    jepa_steps: int = 600
-    """JEPA pretraining steps."""
-    wm_steps: int = 600
-    """World-model training steps."""
-    image_size: int = 64
-    """Side of the frames the encoder sees."""
-    patch_size: int = 8
-    """Side of an encoder patch (image_size / patch_size patches a side)."""
-    jepa_frame_step: int = 4
-    """Steps between the two frames of a JEPA training clip."""
-    jepa_batch_size: int = 16
-    """Clips per JEPA step."""
-    jepa_workers: int = 0
-    """DataLoader processes decoding the JEPA's clips (0: in the training process)."""
-    latent_grid: int = 2
-    """K = latent_grid² latent tokens a step."""
-    latent_dim: int = 64
-    """D, the width of a latent token."""
-    wm_batch_size: int = 16
-    """Sequences per world-model step."""
-    freeze_encoder: bool = False
-    """Keep the JEPA encoder frozen; false (the default): fine-tune it jointly with the dynamics (PLDM-style)."""
-    wm_seq_len: int = 4
-    """Steps per world-model training sequence (0: horizon + 1); its rollout loss spans wm_seq_len - 1 steps."""
-    var_weight: float = 10.0
-    """Weight of the world model's variance term (joint training needs more: the encoder can collapse)."""
-    smooth_weight: float = 2.0
-    """Weight of the world model's temporal smoothness term (see `WorldModelConfig.smooth_weight`)."""
-    ema_start: float = 0.0
-    """EMA momentum of the world model's targets at the first step (0: the online weights themselves)."""
-    ema_end: float = 0.0
-    """EMA momentum of the world model's targets at the last step."""
-    dynamics_steps: int = 2000
-    """Second phase: steps training the dynamics alone on the latent of the first phase, encoder and head
-    fixed, over horizon + 1 step sequences (0: no second phase)."""
-    dynamics_batch_size: int = 32
-    """Sequences per second-phase step."""
+    """Held-out episodes, recorded with other seeds; every R² is measured on them."""
     robust_alpha: float = 100.0
     """Fixed ridge penalty of the second, heavily regularised probe (on standardised features)."""
     horizon: int = 8
-    """Longest predicted horizon probed (and the world model's predict_horizon)."""
+    """Longest predicted horizon probed."""
     probe_stride: int = 4
     """Use every n-th frame of the training episodes to fit the probes."""
     rollout_candidates: int = 256
@@ -115,15 +79,9 @@ class ProbeSettings:
     threads: int = 1
     """torch intra-op threads (on a shared machine, 2 threads on 2 busy cores spin-wait and run ~5x slower)."""
     device: str = "cpu"
-    """Where to train and probe (the timings in the JSON are for this device)."""
+    """Where to probe (the timings in the JSON are for this device)."""
     seed: int = 0
-    """Seed of the training episodes and of both trainings (held-out episodes: seed + 100000)."""
-    work_dir: str = "runs/probe"
-    """Where checkpoints and logs go (and the episodes, unless ``data_dir`` is set)."""
-    data_dir: str = ""
-    """Where the episodes are recorded, or found from an earlier run (empty: ``work_dir``)."""
-    jepa_run: str = ""
-    """A pretrained JEPA run directory to use instead of pretraining one (its time is then not measured)."""
+    """Training seed of the recipe (held-out episodes: reset seeds from 500000 + 10000 * seed)."""
     speed_only: str = ""
     """A trained world-model checkpoint: only time its rollout (on a quiet machine) into rollout_speed.json."""
     out_dir: str = str(RESULTS_DIR)
@@ -145,12 +103,21 @@ def parse_args(argv: list[str] | None = None) -> ProbeSettings:
 # ----------------------------------------------------------------------------- data
 
 
-def record_split(root: Path, episodes: int, seed: int) -> Path:
+def record_split(root: Path, episodes: int, seed: int, frame_skip: int) -> Path:
     """``episodes`` random TwoRooms episodes in ``root``, recorded unless it already holds exactly those."""
     if (root / "manifest.json").exists() and len(read_manifest(root)["episodes"]) == episodes:
         return root
     shutil.rmtree(root, ignore_errors=True)
-    return record(ENV_ID, "random", episodes=episodes, out_dir=root, num_envs=4, seed=seed, progress=False)
+    return record(ENV_ID, "random", episodes=episodes, out_dir=root, num_envs=4, seed=seed, frame_skip=frame_skip,
+                  progress=False)  # fmt: skip
+
+
+def heldout_dir(s: ProbeSettings) -> Path:
+    """The held-out episodes (reset seeds far from the training and the planning benchmark's)."""
+    recipe = get_recipe(s.recipe)
+    seed = 500_000 + 10_000 * s.seed
+    root = Path(s.work_dir) / f"heldout_{s.heldout_episodes}ep_seed{seed}"
+    return record_split(root, s.heldout_episodes, seed, recipe.frame_skip)
 
 
 @dataclass
@@ -168,110 +135,6 @@ def load_split(root: Path) -> Split:
     return Split(
         [e.frames for e in loaded], [e.states for e in loaded], [e.actions.astype(np.float32) for e in loaded]
     )
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def jepa_config(s: ProbeSettings, data: Path, out: Path) -> JEPAConfig:
-    """The tiny preset as a spatial image encoder, trained on pairs of frames ``jepa_frame_step`` apart."""
-    return JEPAConfig.preset(
-        "tiny",
-        dataset="rollouts",
-        root_path=str(data),
-        encoder="spatial",
-        tubelet_size=1,
-        num_frames=2,
-        frame_step=s.jepa_frame_step,
-        image_size=s.image_size,
-        patch_size=s.patch_size,
-        batch_size=s.jepa_batch_size,
-        num_workers=s.jepa_workers,
-        epochs=1000,
-        max_steps=s.jepa_steps,
-        seed=s.seed,
-        device=s.device,
-        output_dir=str(out),
-        resume=False,
-        log_interval=50,
-        checkpoint_interval=max(s.jepa_steps, 1),
-        progress=s.progress,
-    )
-
-
-def world_model_config(s: ProbeSettings, data: Path, encoder: Path, out: Path) -> WorldModelConfig:
-    return WorldModelConfig(
-        root_path=str(data),
-        encoder_checkpoint=str(encoder),
-        latent_grid=s.latent_grid,
-        latent_dim=s.latent_dim,
-        predict_horizon=(s.wm_seq_len or s.horizon + 1) - 1,
-        seq_len=s.wm_seq_len or s.horizon + 1,
-        freeze_encoder=s.freeze_encoder,
-        var_weight=s.var_weight,
-        smooth_weight=s.smooth_weight,
-        ema_start=s.ema_start,
-        ema_end=s.ema_end,
-        steps=s.wm_steps,
-        batch_size=s.wm_batch_size,
-        seed=s.seed,
-        device=s.device,
-        output_dir=str(out),
-        resume=False,
-        log_interval=50,
-        checkpoint_interval=s.wm_steps,
-        progress=s.progress,
-    )
-
-
-def dynamics_config(s: ProbeSettings, data: Path, world_model: Path, out: Path) -> WorldModelConfig:
-    """The second phase: the first phase's encoder and latent head fixed, the dynamics trained alone over
-    horizon + 1 step sequences (the head's regularisers are constants then, so they keep their defaults)."""
-    defaults = WorldModelConfig()
-    return dataclasses.replace(
-        world_model_config(s, data, world_model, out),
-        freeze_encoder=True,
-        predict_horizon=s.horizon,
-        seq_len=s.horizon + 1,
-        steps=s.dynamics_steps,
-        batch_size=s.dynamics_batch_size,
-        checkpoint_interval=s.dynamics_steps,
-        var_weight=defaults.var_weight,
-        smooth_weight=defaults.smooth_weight,
-        ema_start=defaults.ema_start,
-        ema_end=defaults.ema_end,
-    )
-
-
-def pretrain_jepa(cfg: JEPAConfig) -> tuple[JEPAAgent, dict[str, float]]:
-    """Train from scratch; (agent, wall-clock and CPU seconds)."""
-    shutil.rmtree(cfg.output_dir, ignore_errors=True)
-    wall, cpu = time.perf_counter(), time.process_time()
-    agent = JEPAAgent(cfg)
-    agent.train()
-    return agent, {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
-
-
-def train_world_model(cfg: WorldModelConfig) -> tuple[WorldModelTrainer, dict[str, float]]:
-    """Train from scratch; (trainer, wall-clock seconds of the setup (feature cache or head centring), of the
-    steps, in all, and CPU seconds).
-
-    CPU seconds count this process's threads: on a machine that colleagues share, they show what the
-    phase costs without the waiting.
-    """
-    shutil.rmtree(cfg.output_dir, ignore_errors=True)
-    start, cpu = time.perf_counter(), time.process_time()
-    trainer = WorldModelTrainer(cfg)  # frozen: encodes every frame once; joint: centres the head on a sample
-    cached = time.perf_counter()
-    trainer.run()
-    end = time.perf_counter()
-    trainer.model.eval()
-    return trainer, {
-        "setup": cached - start,
-        "steps": end - cached,
-        "total": end - start,
-        "cpu": time.process_time() - cpu,
-    }
 
 
 # ----------------------------------------------------------------------------- probes
@@ -492,69 +355,34 @@ def random_world_model(trained: WorldModel, seed: int) -> WorldModel:
     return WorldModel(trained.jepa_cfg, trained.spec, freeze_encoder=True).to(trained.device).eval()
 
 
-def prepare_data(s: ProbeSettings) -> tuple[Path, Path, float]:
-    """(training episodes, held-out episodes, seconds spent recording them)."""
-    data, start = Path(s.data_dir or s.work_dir), time.perf_counter()
-    train_dir = record_split(data / f"tworooms_train_{s.episodes}ep_seed{s.seed}", s.episodes, s.seed)
-    test_seed = s.seed + 100_000
-    test_dir = record_split(
-        data / f"tworooms_heldout_{s.heldout_episodes}ep_seed{test_seed}", s.heldout_episodes, test_seed
-    )
-    return train_dir, test_dir, time.perf_counter() - start
-
-
-def prepare_jepa(s: ProbeSettings, train_dir: Path) -> tuple[JEPAAgent, Path, dict[str, float] | None]:
-    """(the pretrained JEPA, its run directory, seconds of pretraining or None when ``jepa_run`` is reused)."""
-    if s.jepa_run:
-        return JEPAAgent.from_pretrained(s.jepa_run, device=s.device), Path(s.jepa_run), None
-    run_dir = Path(s.work_dir) / "jepa"
-    agent, seconds = pretrain_jepa(jepa_config(s, train_dir, run_dir))
-    print(f"JEPA: {s.jepa_steps} steps in {seconds['wall']:.0f}s, loss {agent.summary.final_loss:.4f}")
-    return agent, run_dir, seconds
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     s = parse_args(argv)
     torch.set_num_threads(s.threads)
     if s.speed_only:
         return speed_only(s)
-    train_dir, test_dir, record_seconds = prepare_data(s)
-    print(f"episodes ready in {record_seconds:.0f}s")
-    agent, jepa_dir, jepa_seconds = prepare_jepa(s, train_dir)
-    wm_cfg = world_model_config(s, train_dir, jepa_dir, Path(s.work_dir) / "world_model")
-    trainer, wm_seconds = train_world_model(wm_cfg)
-    print(f"world model: {s.wm_steps} steps in {wm_seconds['total']:.0f}s, loss {trainer.last_terms}")
-    dyn_cfg, dyn_seconds = None, None
-    if s.dynamics_steps:
-        dyn_cfg = dynamics_config(s, train_dir, Path(wm_cfg.output_dir), Path(s.work_dir) / "world_model_dynamics")
-        trainer, dyn_seconds = train_world_model(dyn_cfg)
-        print(f"dynamics: {s.dynamics_steps} steps in {dyn_seconds['total']:.0f}s, loss {trainer.last_terms}")
-    train, test = load_split(train_dir), load_split(test_dir)
-    probes = evaluate_probes(s, trainer.model, agent, train, test)
-    speed = rollout_speed(trainer.model, probes.pop("z_example"), s.rollout_candidates, 8)
+    recipe = get_recipe(s.recipe)
+    fitted = fit(ENV_ID, s.work_dir, recipe, seed=s.seed, progress=s.progress)  # skips what is finished
+    print(f"world model ready: {fitted.world_model} ({', '.join(f'{k} {v:.0f} s' for k, v in fitted.seconds.items())})")
+    test_dir = heldout_dir(s)
+    agent = JEPAAgent.from_pretrained(fitted.jepa, device=s.device)
+    model = load_world_model(fitted.world_model, s.device)
+    train, test = load_split(Path(fitted.episodes)), load_split(test_dir)
+    probes = evaluate_probes(s, model, agent, train, test)
+    speed = rollout_speed(model, probes.pop("z_example"), s.rollout_candidates, 8)
     result = {
         **report(probes, speed),
-        "train_seconds_jepa": None if jepa_seconds is None else round(jepa_seconds["wall"], 1),
-        "train_cpu_seconds_jepa": None if jepa_seconds is None else round(jepa_seconds["cpu"], 1),
-        "train_cpu_seconds_world_model": round(wm_seconds["cpu"] + (dyn_seconds or {}).get("cpu", 0.0), 1),
+        "recipe": recipe.name,
+        "seed": s.seed,
+        "stage_seconds": {k: round(v, 1) for k, v in fitted.seconds.items()},
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
-        "train_seconds_world_model": round(wm_seconds["total"] + (dyn_seconds or {}).get("total", 0.0), 1),
-        "world_model_seconds": {k: round(v, 1) for k, v in wm_seconds.items()},
-        "dynamics_seconds": None if dyn_seconds is None else {k: round(v, 1) for k, v in dyn_seconds.items()},
-        "record_seconds": round(record_seconds, 1),
-        "latent": {"K": trainer.model.k, "D": wm_cfg.latent_dim, "K*D": trainer.model.k * wm_cfg.latent_dim},
-        "final_loss_jepa": round(agent.summary.final_loss, 5) if agent.summary else None,
-        "final_loss_world_model": {k: round(v, 5) for k, v in trainer.last_terms.items()},
+        "latent": {"K": model.k, "D": model.spec.latent_dim, "K*D": model.k * model.spec.latent_dim},
         "data": {
             "train_steps": sum(len(a) for a in train.actions),
             "heldout_steps": sum(len(a) for a in test.actions),
+            "frame_skip": recipe.frame_skip,
         },
-        "config": {
-            "benchmark": dataclasses.asdict(s),
-            "jepa": agent.cfg.to_dict(),
-            "world_model": dataclasses.asdict(wm_cfg),
-            "dynamics": None if dyn_cfg is None else dataclasses.asdict(dyn_cfg),
-        },
+        "config": {"benchmark": dataclasses.asdict(s), "recipe": recipe.to_dict()},
+        "command": "python benchmarks/probe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine_info(),
     }
     write_results(Path(s.out_dir), result)
@@ -564,7 +392,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def speed_only(s: ProbeSettings) -> dict[str, Any]:
     """Time a trained model's planning-sized rollout from a held-out state; write rollout_speed.json."""
     model = load_world_model(s.speed_only, s.device)
-    _, test_dir, _ = prepare_data(s)
+    test_dir = heldout_dir(s)
     z0 = model.encode(torch.from_numpy(load_split(test_dir).frames[0][:1])[None])[0, 0]
     result = {
         "checkpoint": s.speed_only,

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 import torchwm.envs  # noqa: F401  (registers the built-in ids)
-from torchwm.agents.benchmark import PlanningBenchmarkConfig, make_benchmark_env
+from torchwm.agents.benchmark import PlanningBenchmarkConfig, benchmark_config_for, make_benchmark_env
 from torchwm.agents.evaluate import EvalResult, RandomPolicy, evaluate
 from torchwm.agents.policy_config import PolicyTrainingConfig
 from torchwm.agents.sb3 import LatentPolicyPrior
@@ -80,9 +80,8 @@ def evaluation_row(result: EvalResult, seconds: float) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    bench = PlanningBenchmarkConfig(
-        episodes=args.episodes, seed=args.seed, max_steps=args.max_steps, action_repeat=args.action_repeat
-    )
+    given = {k: getattr(args, k) for k in ("episodes", "seed", "max_steps", "action_repeat") if getattr(args, k) is not None}
+    bench = benchmark_config_for(args.checkpoint, **given)  # the planning table's task unless overridden
     world_model: WorldModel = load_world_model(args.checkpoint)
     methods: dict[str, Any] = {}
     for mode in ("latent", "dream"):
@@ -143,6 +142,7 @@ def report(name: str, row: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = PlanningBenchmarkConfig()
+    unset = "default: what the checkpoint and its recipe say, as in the planning benchmark"
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="trained world-model checkpoint (or run) directory")
     p.add_argument("--latent-steps", type=int, default=200_000, help="real steps of PPO on latents")
@@ -156,10 +156,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-seed", type=int, default=0, help="seed of training (evaluation uses --seed)")
     p.add_argument("--episodes", type=int, default=defaults.episodes, help="evaluation episodes")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the first evaluation episode")
-    p.add_argument("--max-steps", type=int, default=defaults.max_steps, help="step budget of an episode (agent steps)")
-    p.add_argument(
-        "--action-repeat", type=int, default=defaults.action_repeat, help="match the recording's --frame-skip"
-    )
+    p.add_argument("--max-steps", type=int, default=None, help=f"step budget of an episode, agent steps ({unset})")
+    p.add_argument("--action-repeat", type=int, default=None, help=f"environment steps per action ({unset})")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     p.add_argument("--work-dir", default="runs/sb3_policies", help="policies, TensorBoard logs, summaries")
     p.add_argument("--out", default=str(RESULTS_PATH), help="results JSON")

@@ -11,7 +11,12 @@ from torchwm.envs.two_rooms import TwoRoomsEnv
 
 if TYPE_CHECKING:
     from torchwm.envs.dream import LatentDreamEnv, LatentDreamVectorEnv
-    from torchwm.envs.latent import LatentObservationWrapper, VectorLatentObservationWrapper, pixel_env
+    from torchwm.envs.latent import (
+        LatentObservationWrapper,
+        VectorLatentObservationWrapper,
+        make_latent_env,
+        pixel_env,
+    )
 
 __all__ = [
     "LatentDreamEnv",
@@ -20,12 +25,13 @@ __all__ = [
     "PointMassEnv",
     "TwoRoomsEnv",
     "VectorLatentObservationWrapper",
+    "make_latent_env",
     "pixel_env",
 ]
 
 _LAZY = {
     name: "torchwm.envs.latent"
-    for name in ("LatentObservationWrapper", "VectorLatentObservationWrapper", "pixel_env")
+    for name in ("LatentObservationWrapper", "VectorLatentObservationWrapper", "make_latent_env", "pixel_env")
 }
 """Names imported on first use: they need torch, which `gymnasium.make` of a built-in env (in every
 worker of an async vector env) should not have to import."""

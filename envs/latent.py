@@ -523,3 +523,42 @@ class VectorLatentObservationWrapper(VectorWrapper):
 
     def _shape(self, latents: np.ndarray) -> np.ndarray:
         return latents.reshape(latents.shape[0], -1) if self.flatten else latents
+
+
+# --- an environment as a checkpoint asks for it ------------------------------------------------------
+def make_latent_env(
+    checkpoint: str | Path,
+    *,
+    env_id: str | None = None,
+    device: str = "cpu",
+    **wrapper: Any,
+) -> LatentObservationWrapper:
+    """The environment a world-model checkpoint was trained on, as it was trained: its plugin modules imported,
+    made with ``render_mode="rgb_array"`` where its frames come from renders, each action repeated the
+    recording's frame skip times, observed through `LatentObservationWrapper` (``wrapper`` keywords go to it).
+
+    An environment whose action space is not the one the checkpoint was trained with is refused.
+
+    Example:
+        >>> env = make_latent_env("runs/wm/world_model", goal=True)  # doctest: +SKIP
+        >>> obs, info = env.reset(seed=1000)  # doctest: +SKIP
+    """
+    from torchwm.envs.action_repeat import ActionRepeat
+    from torchwm.envs.record import describe_action_space
+
+    model = WorldModel.from_pretrained(checkpoint, device)
+    data = model.data
+    for module in data.imports:
+        importlib.import_module(module)
+    env_id = env_id or data.env_id
+    if not env_id:
+        raise ValueError(f"{checkpoint} does not record the environment it was trained on; pass env_id=")
+    env = gym.make(env_id, render_mode="rgb_array")
+    if data.action_space is not None and describe_action_space(env.action_space) != data.action_space:
+        raise ValueError(
+            f"{env_id} has the action space {describe_action_space(env.action_space)}, but {checkpoint} was trained "
+            f"with {data.action_space}"
+        )
+    if data.frame_skip > 1:
+        env = ActionRepeat(env, data.frame_skip)
+    return LatentObservationWrapper(env, model, **wrapper)

@@ -31,10 +31,11 @@ if TYPE_CHECKING:
     from torchwm.agents.train_policy import train_policy
     from torchwm.envs.action_repeat import ActionRepeat
     from torchwm.envs.dream import LatentDreamEnv, LatentDreamVectorEnv
-    from torchwm.envs.latent import LatentObservationWrapper, VectorLatentObservationWrapper
+    from torchwm.envs.latent import LatentObservationWrapper, VectorLatentObservationWrapper, make_latent_env
     from torchwm.envs.point_mass import PointMassEnv
     from torchwm.envs.record import record
     from torchwm.envs.two_rooms import TwoRoomsEnv
+    from torchwm.pipeline import fit
     from torchwm.wm.config import JEPAConfig
     from torchwm.wm.jepa import JEPA
     from torchwm.wm.trainer import JEPAAgent
@@ -55,6 +56,8 @@ _PUBLIC: dict[str, str] = {
     # the gymnasium side
     "LatentObservationWrapper": "torchwm.envs.latent",
     "VectorLatentObservationWrapper": "torchwm.envs.latent",
+    "make_latent_env": "torchwm.envs.latent",
+    "fit": "torchwm.pipeline",
     "LatentDreamEnv": "torchwm.envs.dream",
     "LatentDreamVectorEnv": "torchwm.envs.dream",
     "ActionRepeat": "torchwm.envs.action_repeat",
@@ -109,7 +112,9 @@ __all__ = [
     "WorldModelSpec",
     "WorldModelTrainer",
     "evaluate",
+    "fit",
     "load_world_model",
+    "make_latent_env",
     "record",
     "run_planning_benchmark",
     "train_policy",

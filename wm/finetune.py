@@ -32,6 +32,7 @@ from torchwm.wm.checkpoint import (
     load_weights,
     read_config,
     resolve_checkpoint,
+    save_checkpoint,
 )
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config, Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
@@ -148,6 +149,26 @@ class Classifier(nn.Module):
             _PooledHead(encoder.dim, n) if head == "linear" else AttentiveHead(encoder.dim, n, num_heads)
         )
 
+    def save_pretrained(
+        self, path: str | Path, jepa_cfg: JEPAConfig, finetune: FinetuneConfig, trainer_state: dict[str, Any] | None = None
+    ) -> Path:
+        """Write this classifier as a checkpoint directory (atomically); `from_pretrained` reads it back."""
+        config = {"kind": "classifier", "jepa": jepa_cfg.to_dict(), "finetune": finetune.to_dict(), "classes": self.classes}
+        return save_checkpoint(path, config, self.state_dict(), trainer_state)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Classifier:
+        """A fine-tuned classifier from its checkpoint (or run) directory, in eval mode."""
+        ckpt = resolve_checkpoint(path)
+        saved = read_config(ckpt)
+        if saved.get("kind") != "classifier":
+            raise ValueError(f"{ckpt} is a {saved.get('kind')!r} checkpoint, not a fine-tuned classifier")
+        jepa_cfg = jepa_config_of(ckpt)
+        model = cls(build_encoder(jepa_cfg), saved["classes"], jepa_cfg.image_size, saved["finetune"]["head"],
+                    jepa_cfg.num_heads)  # fmt: skip
+        load_state_checked(model, load_weights(ckpt), ckpt)
+        return model.to(device).eval()
+
     def forward_features(self, clips: torch.Tensor) -> torch.Tensor:
         """float clips [B, T, C, H, W] -> tokens [B, N, D]."""
         return self.encoder(clips)
@@ -197,21 +218,9 @@ def layer_decay_groups(
 
 
 def load_classifier(path: str | Path, device: str = "cpu") -> Classifier:
-    """A fine-tuned classifier from its checkpoint directory (or its run directory's latest), in eval mode."""
-    ckpt = resolve_checkpoint(path)
-    saved = read_config(ckpt)
-    if saved.get("kind") != "classifier":
-        raise ValueError(f"{ckpt} is a {saved.get('kind')!r} checkpoint, not a fine-tuned classifier")
-    jepa_cfg = jepa_config_of(ckpt)
-    model = Classifier(
-        build_encoder(jepa_cfg),
-        saved["classes"],
-        jepa_cfg.image_size,
-        saved["finetune"]["head"],
-        jepa_cfg.num_heads,
-    )
-    load_state_checked(model, load_weights(ckpt), ckpt)
-    return model.to(resolve_device(device)).eval()
+    """A fine-tuned classifier from its checkpoint directory (or its run directory's latest), in eval mode
+    (`Classifier.from_pretrained`, with ``device="auto"`` understood)."""
+    return Classifier.from_pretrained(path, resolve_device(device))
 
 
 @dataclass
@@ -349,12 +358,8 @@ class FinetuneTask:
         return correct / len(self.held_idx)
 
     def checkpoint_config(self) -> dict[str, Any]:
-        return {
-            "kind": "classifier",
-            "jepa": self.jepa_cfg.to_dict(),
-            "finetune": self.cfg.to_dict(),
-            "classes": self.model.classes,
-        }
+        return {"kind": "classifier", "jepa": self.jepa_cfg.to_dict(), "finetune": self.cfg.to_dict(),
+                "classes": self.model.classes}  # fmt: skip
 
     def check_resume(self, ckpt: Path) -> None:
         saved = read_config(ckpt)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchwm.wm.checkpoint import (
+    jepa_config_of,
+    load_state_checked,
+    load_weights,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.encoders import MaskedPredictor, VisionEncoder
 from torchwm.wm.losses import collapse_stats, covariance_loss, prediction_loss, variance_loss
@@ -71,6 +80,18 @@ class JEPA(nn.Module):
             cfg.grid_size,
             cfg.mlp_ratio,
         )
+
+    def save_pretrained(self, path: str | Path, trainer_state: dict[str, Any] | None = None) -> Path:
+        """Write this JEPA as a checkpoint directory (atomically); `from_pretrained` reads it back."""
+        return save_checkpoint(path, {"kind": "jepa", "jepa": self.cfg.to_dict()}, self.state_dict(), trainer_state)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> JEPA:
+        """A JEPA from its checkpoint (or run) directory, in eval mode."""
+        ckpt = resolve_checkpoint(path)
+        model = cls(jepa_config_of(ckpt))
+        load_state_checked(model, load_weights(ckpt), ckpt)
+        return model.to(device).eval()
 
     def forward(
         self, clips: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]], monitor: bool = False

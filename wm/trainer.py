@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, default_collate
-from torchwm.wm.checkpoint import jepa_config_of, load_state_checked, load_weights, resolve_checkpoint
+from torchwm.wm.checkpoint import jepa_config_of
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.data import build_dataset
 from torchwm.wm.encoders import prepare_frames
@@ -90,11 +90,9 @@ class JEPAAgent:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu") -> JEPAAgent:
         """Load a checkpoint directory (or a run directory's latest checkpoint)."""
-        ckpt = resolve_checkpoint(path)
-        agent = cls(jepa_config_of(ckpt))
-        agent.model = JEPA(agent.cfg)
-        load_state_checked(agent.model, load_weights(ckpt), ckpt)
-        agent.model.to(resolve_device(device)).eval()
+        model = JEPA.from_pretrained(path, resolve_device(device))
+        agent = cls(model.cfg)
+        agent.model = model
         return agent
 
     @torch.inference_mode()

@@ -12,7 +12,6 @@ import torchwm.envs  # noqa: F401
 from torchwm.agents.benchmark import PlanningBenchmarkConfig, run_planning_benchmark
 from torchwm.agents.planners import CEMConfig, MPPIConfig
 from torchwm.envs.reset_options import ResetOptions
-from torchwm.wm.checkpoint import save_checkpoint
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
@@ -34,13 +33,7 @@ def tiny_world_model(tmp_path: Path) -> Path:
     )
     spec = WorldModelSpec(action_dim=2, latent_grid=1, latent_dim=16, width=32, heads=2)
     model = WorldModel(cfg, spec, freeze_encoder=False)
-    config = {
-        "kind": "world_model",
-        "jepa": cfg.to_dict(),
-        "spec": spec.to_dict(),
-        "train": {"freeze_encoder": False},
-    }
-    return save_checkpoint(tmp_path / "wm" / "checkpoints" / "step_00000001", config, model.state_dict())
+    return model.save_pretrained(tmp_path / "wm" / "checkpoints" / "step_00000001")
 
 
 def test_reset_options_reach_the_environment() -> None:

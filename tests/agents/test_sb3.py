@@ -23,7 +23,6 @@ from torchwm.agents.vec_env import SB3VecEnv, latent_vector_env
 from torchwm.envs.dream import LatentDreamVectorEnv
 from torchwm.envs.latent import LatentObservationWrapper
 from torchwm.envs.registration import TWO_ROOMS_ID
-from torchwm.wm.checkpoint import save_checkpoint
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.jepa import JEPA
 from torchwm.wm.world_model import WorldModel, WorldModelSpec
@@ -53,13 +52,7 @@ def world_model() -> WorldModel:
 
 @pytest.fixture(scope="module")
 def checkpoint(world_model: WorldModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = {
-        "kind": "world_model",
-        "jepa": world_model.jepa_cfg.to_dict(),
-        "spec": world_model.spec.to_dict(),
-        "train": {"freeze_encoder": False},
-    }
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "wm", config, world_model.state_dict())
+    return world_model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "wm")
 
 
 def two_rooms(steps: int = 16, **kwargs: object) -> gym.Env:

@@ -12,7 +12,6 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from torchwm.envs.dream import LatentDreamEnv, LatentDreamVectorEnv, start_latents
-from torchwm.wm.checkpoint import save_checkpoint
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
@@ -211,12 +210,7 @@ def test_start_latents_from_an_episode_directory(model: WorldModel, tmp_path: Pa
 
 
 def test_a_checkpoint_path_loads_the_model(model: WorldModel, starts: np.ndarray, tmp_path: Path) -> None:
-    path = save_checkpoint(
-        tmp_path / "wm",
-        {"kind": "world_model", "jepa": model.jepa_cfg.to_dict(), "spec": model.spec.to_dict(),
-         "train": {"freeze_encoder": False}},
-        model.state_dict(),
-    )  # fmt: skip
+    path = model.save_pretrained(tmp_path / "wm")
     actions = np.full((2, 2), 0.5, np.float32)
     from_path = rollout(LatentDreamEnv(path, starts), 0, actions)
     from_object = rollout(LatentDreamEnv(model, starts), 0, actions)

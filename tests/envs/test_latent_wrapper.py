@@ -19,7 +19,6 @@ from torchwm.envs.latent import (
     pixel_env,
 )
 from torchwm.envs.registration import TWO_ROOMS_ID
-from torchwm.wm.checkpoint import save_checkpoint
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.jepa import JEPA
 from torchwm.wm.trainer import JEPAAgent
@@ -63,16 +62,7 @@ def tiny_world_model(encoder: str = "spatial", in_channels: int = 3) -> WorldMod
 
 
 def save_world_model(model: WorldModel, path: Path) -> Path:
-    return save_checkpoint(
-        path,
-        {
-            "kind": "world_model",
-            "jepa": model.jepa_cfg.to_dict(),
-            "spec": model.spec.to_dict(),
-            "train": {"freeze_encoder": model.freeze_encoder},
-        },
-        model.state_dict(),
-    )
+    return model.save_pretrained(path)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +130,7 @@ def test_world_model_view_is_the_last_step_of_encode(encoder: str) -> None:
 
 def test_jepa_checkpoint_view_is_the_last_time_steps_tokens(tmp_path: Path) -> None:
     cfg = tiny_config("temporal")
-    ckpt = save_checkpoint(tmp_path / "jepa", {"kind": "jepa", "jepa": cfg.to_dict()}, JEPA(cfg).state_dict())
+    ckpt = JEPA(cfg).save_pretrained(tmp_path / "jepa")
     view = encoder_view(ckpt)
     frames = np.random.default_rng(1).integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8)
     expected = JEPAAgent.from_pretrained(ckpt).encode(frames)[:, -1].numpy()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import torch
-from torchwm.wm.checkpoint import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE, save_checkpoint
+from torchwm.wm.checkpoint import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.jepa import JEPA
 from torchwm.wm.trainer import JEPAAgent
@@ -32,22 +32,13 @@ def tiny_jepa_config() -> JEPAConfig:
 
 
 def jepa_checkpoint(path: Path) -> Path:
-    cfg = tiny_jepa_config()
-    config = {"kind": "jepa", "jepa": cfg.to_dict()}
-    return save_checkpoint(path, config, JEPA(cfg).state_dict(), {"step": 1, "optimizer": {}})
+    return JEPA(tiny_jepa_config()).save_pretrained(path, {"step": 1, "optimizer": {}})
 
 
 def world_model_checkpoint(path: Path) -> Path:
     cfg = tiny_jepa_config()
     spec = WorldModelSpec(action_dim=2, latent_dim=8, width=16, depth=1, heads=2, max_steps=8)
-    model = WorldModel(cfg, spec)
-    config = {
-        "kind": "world_model",
-        "jepa": cfg.to_dict(),
-        "spec": spec.to_dict(),
-        "train": {"freeze_encoder": True},
-    }
-    return save_checkpoint(path, config, model.state_dict(), {"step": 1, "optimizer": {}})
+    return WorldModel(cfg, spec).save_pretrained(path, {"step": 1, "optimizer": {}})
 
 
 Loader = Callable[[Path], Any]

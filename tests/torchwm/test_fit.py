@@ -90,3 +90,25 @@ def test_fit_command_line_names_the_checkpoint_to_plan_with(tmp_path: Path, caps
                  "--num-envs", "2"])  # fmt: skip
     assert code == 0
     assert f"torchwm bench planning --checkpoint {tmp_path / 'world_model'}" in capsys.readouterr().out
+
+
+def test_the_checkpoint_makes_the_environment_it_was_trained_on(fitted: Path) -> None:
+    from torchwm.envs.action_repeat import ActionRepeat
+
+    from torchwm import make_latent_env
+
+    env = make_latent_env(fitted / "world_model", goal=True)
+    obs, info = env.reset(seed=1000)
+    assert set(obs) == {"latent", "goal_latent"} and obs["latent"].dtype.name == "float32"
+    repeat = next(w for w in _wrappers(env) if isinstance(w, ActionRepeat))
+    assert repeat.k == SMOKE.frame_skip
+    _, _, _, _, info = env.step(env.action_space.sample())
+    assert info["repeats"] <= SMOKE.frame_skip
+    with pytest.raises(ValueError, match=r"CartPole-v1 has the action space .*discrete.* was trained with .*box"):
+        make_latent_env(fitted / "world_model", env_id="CartPole-v1")
+
+
+def _wrappers(env):  # type: ignore[no-untyped-def]
+    while hasattr(env, "env"):
+        yield env
+        env = env.env

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 from torchwm.wm.augment import augment_clips, random_flip
-from torchwm.wm.checkpoint import WEIGHTS_FILE, read_config, save_checkpoint
+from torchwm.wm.checkpoint import WEIGHTS_FILE, read_config
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.data import ImageFolder, VideoFolder
 from torchwm.wm.features import FeatureSet, export_features, extract_features, labelled_dataset, load_encoder
@@ -43,7 +43,7 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "step_00000001"
-    return save_checkpoint(path, {"kind": "jepa", "jepa": cfg.to_dict()}, JEPA(cfg).state_dict())
+    return JEPA(cfg).save_pretrained(path)
 
 
 @pytest.fixture(scope="module")
