@@ -17,6 +17,31 @@ from torchwm.wm.layers import MLP, init_weights, sincos_1d
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [B, heads, L, d]
 
 
+class KVBuffer:
+    """Keys and values of a rollout, preallocated for its whole length (inference only): per layer
+    ``[B, heads, L_max, d]``, filled up to ``length`` tokens. Extending it writes in place, where a list cache
+    concatenates (a copy of everything so far at every step)."""
+
+    def __init__(self, cache: KVCache, max_tokens: int) -> None:
+        keys, _ = cache[0]
+        b, h, length, d = keys.shape
+        self.keys = [keys.new_empty(b, h, max_tokens, d) for _ in cache]
+        self.values = [keys.new_empty(b, h, max_tokens, d) for _ in cache]
+        for i, (k, v) in enumerate(cache):
+            self.keys[i][:, :, :length] = k
+            self.values[i][:, :, :length] = v
+        self.length = length
+
+
+def small_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Unmasked attention as two batched matmuls: q [B, h, M, d], k, v [B, h, L, d] -> [B, h, M, d].
+
+    For the few queries of one rollout step this is ~1.5-3.5x faster on a CPU than
+    ``scaled_dot_product_attention`` (measured at 100 candidates x 4 heads x 5 queries x 40 keys)."""
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)  # (B, h, M, L)
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
 class CachedBlock(nn.Module):
     """Pre-norm transformer block whose attention can extend a key/value cache."""
 
@@ -41,6 +66,18 @@ class CachedBlock(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, M, d)
         x = x + self.proj(rearrange(out, "b h m d -> b m (h d)"))
         return x + self.mlp(self.norm2(x)), (k, v)
+
+    def step(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int) -> torch.Tensor:
+        """Inference: new tokens x [B, M, W] that see every cached token and each other; their keys and values
+        are written into ``keys``/``values`` [B, h, L_max, d] at ``start``."""
+        q, k, v = rearrange(
+            self.qkv(self.norm1(x)), "b m (three h d) -> three b h m d", three=3, h=self.num_heads
+        )
+        end = start + x.shape[1]
+        keys[:, :, start:end], values[:, :, start:end] = k, v
+        out = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end])  # (B, h, M, d)
+        x = x + self.proj(rearrange(out, "b h m d -> b m (h d)"))
+        return x + self.mlp(self.norm2(x))
 
 
 class DynamicsPredictor(nn.Module):
@@ -130,3 +167,19 @@ class DynamicsPredictor(nn.Module):
         x = rearrange(x, "b (t s) w -> b t s w", s=self.tokens_per_block)[:, :, : self.k]
         out = self.head(self.norm(x))
         return (z + out if self.residual else out), new_cache
+
+    def decode(
+        self, z: torch.Tensor, actions: torch.Tensor, buffer: KVBuffer, proprio: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Inference, one new step: z [B, 1, K, D], actions [B, 1, A] after the steps in ``buffer`` (extended in
+        place) -> predicted next z [B, 1, K, D]. The same numbers as `forward` with a list cache."""
+        s = self.tokens_per_block
+        past = buffer.length // s
+        x = self._tokens(z, actions, past, proprio)  # (B, s, W)
+        if buffer.length + s > buffer.keys[0].shape[2]:
+            raise ValueError(f"the rollout buffer holds {buffer.keys[0].shape[2] // s} steps; step {past + 1} is past it")
+        for i, block in enumerate(self.blocks):
+            x = block.step(x, buffer.keys[i], buffer.values[i], buffer.length)
+        buffer.length += s
+        out = self.head(self.norm(x[:, None, : self.k]))
+        return z + out if self.residual else out

@@ -216,7 +216,9 @@ def world_model_loss(
     if "pooled" in batch:  # frozen encoder: cached region means of each frame
         z, z_tgt = model.latents_from_pooled(batch["pooled"])
     else:
-        z, z_tgt = model.latents_for_training(batch["frames"])  # (B, T, K, D) each
+        # EMA momentum 0 all the way: the targets are the online latents, so their second forward pass is skipped.
+        online = cfg.ema_start == cfg.ema_end == 0.0
+        z, z_tgt = model.latents_for_training(batch["frames"], online_targets=online)  # (B, T, K, D) each
     tf = model.teacher_forced(z, actions)
     terms = {"teacher_forcing": F.mse_loss(tf, z_tgt[:, 1:])}
     h = cfg.predict_horizon

@@ -34,7 +34,7 @@ from torchwm.wm.checkpoint import (
 )
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
-from torchwm.wm.dynamics import DynamicsPredictor, KVCache
+from torchwm.wm.dynamics import DynamicsPredictor, KVBuffer, KVCache
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.jepa import build_encoder
 
@@ -319,10 +319,11 @@ class WorldModel(nn.Module):
             )
         first = torch.cat([past_actions, actions[:, :1]], dim=1)  # actions following each context step
         pred, cache = self.dynamics(z, first)
+        horizon = actions.shape[1]
+        buffer = KVBuffer(cache, (tc + horizon - 1) * self.dynamics.tokens_per_block)
         out = [pred[:, -1]]
-        for h in range(1, actions.shape[1]):
-            pred, cache = self.dynamics(out[-1].unsqueeze(1), actions[:, h : h + 1], cache)
-            out.append(pred[:, -1])
+        for h in range(1, horizon):
+            out.append(self.dynamics.decode(out[-1].unsqueeze(1), actions[:, h : h + 1], buffer)[:, 0])
         return torch.stack(out, dim=1)
 
     def reward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -335,9 +336,17 @@ class WorldModel(nn.Module):
             return self.reward_head(z, self.to_actions(actions))
 
     # --- training ---------------------------------------------------------------------------
-    def latents_for_training(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(online z [B, T, K, D] with gradients to the head (and encoder), EMA target z without)."""
+    def latents_for_training(
+        self, frames: torch.Tensor, online_targets: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(online z [B, T, K, D] with gradients to the head (and encoder), EMA target z without).
+
+        ``online_targets``: the targets are the online latents themselves, detached (what an EMA of momentum 0
+        gives), so the target encoder's forward pass is skipped."""
         b, t = frames.shape[:2]
+        if online_targets:
+            z = rearrange(self.head(self._flat(self._step_tokens(frames, self.encoder))), "(b t) k d -> b t k d", b=b)
+            return z, z.detach()
         if self.freeze_encoder:
             with torch.no_grad():
                 tokens = self._step_tokens(frames, self.encoder)

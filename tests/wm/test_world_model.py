@@ -452,3 +452,27 @@ def test_second_phase_with_another_latent_shape_names_the_fields(
     cfg = wm_cfg(pretrained, tmp_path / "dyn", encoder_checkpoint=str(joint_ckpt), latent_dim=8)
     with pytest.raises(ValueError, match=r"latent_dim=16.*set latent_grid and latent_dim.*got 2, 8"):
         WorldModelTrainer(cfg)
+
+
+def test_online_targets_equal_the_target_encoders_when_the_ema_momentum_is_zero() -> None:
+    model = tiny_model(freeze_encoder=False).train()
+    model.update_targets(0.0)  # momentum 0: the targets are copies of the online weights
+    frames = random_frames(2, 3)
+    z, z_tgt = model.latents_for_training(frames)
+    z_online, z_online_tgt = model.latents_for_training(frames, online_targets=True)
+    torch.testing.assert_close(z_online, z, rtol=0, atol=1e-6)
+    torch.testing.assert_close(z_online_tgt, z_tgt, rtol=0, atol=1e-6)
+    assert z_online.requires_grad and not z_online_tgt.requires_grad
+
+
+def test_the_preallocated_rollout_buffer_gives_the_list_cache_numbers(model: WorldModel) -> None:
+    z, actions = torch.randn(3, 2, K, D), torch.randn(3, 5, A)
+    fast = model.rollout(z, actions)
+    with torch.inference_mode():  # the list-cache path, step by step
+        first = torch.cat([torch.zeros(3, 1, A), actions[:, :1]], dim=1)
+        pred, cache = model.dynamics(z, first)
+        out = [pred[:, -1]]
+        for h in range(1, 5):
+            pred, cache = model.dynamics(out[-1].unsqueeze(1), actions[:, h : h + 1], cache)
+            out.append(pred[:, -1])
+    torch.testing.assert_close(fast, torch.stack(out, dim=1), rtol=0, atol=1e-5)
