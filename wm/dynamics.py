@@ -33,15 +33,6 @@ class KVBuffer:
         self.length = length
 
 
-def small_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Unmasked attention as two batched matmuls: q [B, h, M, d], k, v [B, h, L, d] -> [B, h, M, d].
-
-    For the few queries of one rollout step this is ~1.5-3.5x faster on a CPU than
-    ``scaled_dot_product_attention`` (measured at 100 candidates x 4 heads x 5 queries x 40 keys)."""
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)  # (B, h, M, L)
-    return torch.matmul(torch.softmax(scores, dim=-1), v)
-
-
 class CachedBlock(nn.Module):
     """Pre-norm transformer block whose attention can extend a key/value cache."""
 
@@ -179,6 +170,7 @@ class DynamicsPredictor(nn.Module):
         if buffer.length + s > buffer.keys[0].shape[2]:
             raise ValueError(f"the rollout buffer holds {buffer.keys[0].shape[2] // s} steps; step {past + 1} is past it")
         for i, block in enumerate(self.blocks):
+            assert isinstance(block, CachedBlock)
             x = block.step(x, buffer.keys[i], buffer.values[i], buffer.length)
         buffer.length += s
         out = self.head(self.norm(x[:, None, : self.k]))
