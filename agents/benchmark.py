@@ -24,14 +24,21 @@ from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.mpc import MPCAgent, greedy_one_step
 from torchwm.agents.planners import CEM, MPPI, CEMConfig, CostOn, MPPIConfig, SamplingPlanner
 from torchwm.envs.action_repeat import ActionRepeat
+from torchwm.envs.goals import FunctionGoal, OfflineGoals
+from torchwm.envs.pixels import PixelObservations
 from torchwm.envs.registration import TWO_ROOMS_ID
 from torchwm.envs.reset_options import ResetOptions
+from torchwm.envs.resolve import import_plugins
 from torchwm.wm.checkpoint import read_config, resolve_checkpoint
 from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
 from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import DataFacts
 
 PlannerName = Literal["cem", "mppi"]
+GoalKind = Literal["info", "function", "offline"]
+
+HELDOUT_GOAL_SEED = 900_000
+"""First reset seed of the held-out episodes the benchmark records for offline goals."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,25 @@ class PlanningBenchmarkConfig(Config):
     """Also evaluate a random policy and a greedy one-step planner."""
     gifs: NonNegInt = 2
     """Episodes rendered as GIFs with latent-distance plots (first planner only)."""
+    imports: tuple[str, ...] = ()
+    """Modules to import before ``env_id`` is made (plugins that register it; from the checkpoint by default)."""
+    frame_size: NonNegInt = 0
+    """Side of the frames the agent sees, resized as the recorder resized them (0: the environment's; by
+    default the checkpoint's recorded frame size)."""
+    goal: GoalKind = "info"
+    """Where goal images come from: the env's ``info["goal_frame"]``; a ``function`` of the env
+    (``goal_function``); or ``offline``: the frame ``goal_offset`` steps later on a held-out recorded episode
+    (`torchwm.envs.goals.OfflineGoals`), for environments without goals."""
+    goal_function: str = ""
+    """``module:function`` with ``goal_fn(env) -> frame`` (``goal="function"``)."""
+    goal_episodes: str = ""
+    """Held-out episodes for ``goal="offline"`` (empty: recorded by the benchmark with reset seeds from
+    900000 on, never a training seed, one per evaluation episode)."""
+    goal_offset: PositiveInt = 25
+    """Steps from the start to the goal on the held-out episode (``goal="offline"``)."""
+    success_distance: float | None = None
+    """``goal="offline"``: success when ``info["state"]`` is this close to the recorded goal state (None: only
+    the environment's own ``is_success``)."""
     threads: NonNegInt = 1
     """torch CPU threads while planning (1: a planning call's small matmuls run faster on one thread than
     split over two; 0: leave torch's setting). The previous setting is restored afterwards."""
@@ -110,6 +136,16 @@ class PlanningJob(Config):
     """Torch threads while planning (default 1)."""
     baselines: bool | None = None
     """Also evaluate a random policy and a greedy one-step planner (default: yes)."""
+    goal: GoalKind | None = None
+    """Goal source: ``info`` (the env's goal_frame, the default), ``function`` or ``offline``."""
+    goal_function: str | None = None
+    """``module:function`` giving the goal image of the env (with ``--goal function``)."""
+    goal_episodes: str | None = None
+    """Held-out episodes for ``--goal offline`` (default: recorded by the benchmark)."""
+    goal_offset: PositiveInt | None = None
+    """Steps from the start to the goal on a held-out episode (default 25)."""
+    success_distance: float | None = None
+    """Offline goals: success within this state distance of the goal state."""
 
     def check(self) -> None:
         if not self.checkpoint:
@@ -118,7 +154,8 @@ class PlanningJob(Config):
     def benchmark_config(self) -> PlanningBenchmarkConfig:
         """The checkpoint's evaluation with this job's fields in place of its defaults."""
         direct = ("episodes", "max_steps", "seed", "planners", "horizon", "action_repeat", "gifs",
-                  "threads", "baselines")  # fmt: skip
+                  "threads", "baselines", "goal", "goal_function", "goal_episodes", "goal_offset",
+                  "success_distance")  # fmt: skip
         overrides: dict[str, Any] = {k: getattr(self, k) for k in direct if getattr(self, k) is not None}
         if self.env is not None:
             overrides["env_id"] = self.env
@@ -159,7 +196,9 @@ def benchmark_config_for(checkpoint: str | Path, **overrides: Any) -> PlanningBe
     data = DataFacts.from_checkpoint_config(read_config(resolve_checkpoint(checkpoint)))
     planning = data.planning
     env_id = overrides.get("env_id", data.env_id or PlanningBenchmarkConfig.env_id)
-    fields: dict[str, Any] = {"env_id": env_id, "action_repeat": data.frame_skip}
+    fields: dict[str, Any] = {"env_id": env_id, "action_repeat": data.frame_skip, "imports": data.imports}
+    if data.frame_shape is not None:
+        fields["frame_size"] = int(data.frame_shape[0])
     fields["reset_options"] = DEFAULT_RESET_OPTIONS.get(env_id, ())
     if planning:
         cem, mppi = planner_configs(int(planning["num_samples"]))
@@ -174,10 +213,35 @@ def benchmark_config_for(checkpoint: str | Path, **overrides: Any) -> PlanningBe
 def make_benchmark_env(cfg: PlanningBenchmarkConfig) -> gym.Env:
     """The evaluation environment: pixels, the goal image in the reset info, the benchmark's action repeat
     and reset options (shared with `benchmarks/sb3_policies.py`, so that every row sees the same task)."""
-    env = gym.make(cfg.env_id)
+    import_plugins(cfg.imports)
+    env = gym.make(cfg.env_id, render_mode="rgb_array")
     if cfg.action_repeat > 1:
         env = ActionRepeat(env, cfg.action_repeat)
-    return ResetOptions(env, dict(cfg.reset_options)) if cfg.reset_options else env
+    if cfg.reset_options:
+        env = ResetOptions(env, dict(cfg.reset_options))
+    if cfg.goal == "function":
+        if not cfg.goal_function:
+            raise ValueError("goal='function' needs goal_function='module:function' (--goal-function)")
+        env = FunctionGoal(env, cfg.goal_function)
+    elif cfg.goal == "offline":
+        if not cfg.goal_episodes:
+            raise ValueError("goal='offline' needs goal_episodes (run_planning_benchmark records them when unset)")
+        env = OfflineGoals(env, cfg.goal_episodes, cfg.goal_offset, cfg.success_distance)
+    return PixelObservations(env, cfg.frame_size or None)  # frames (and goal frames) as the recorder stored them
+
+
+def heldout_goal_episodes(cfg: PlanningBenchmarkConfig, out_dir: Path) -> Path:
+    """Record (once) the held-out episodes of offline goals: random policy, reset seeds from 900000 on, the
+    benchmark's action repeat as frame skip, episodes long enough for the goal offset."""
+    from torchwm.envs.record import record
+    from torchwm.wm.episodes import MANIFEST, read_manifest
+
+    root = out_dir / "heldout_goals"
+    have = len(read_manifest(root)["episodes"]) if (root / MANIFEST).is_file() else 0
+    if have < cfg.episodes:
+        record(cfg.env_id, "random", cfg.episodes - have, root, seed=HELDOUT_GOAL_SEED + have,
+               frame_skip=cfg.action_repeat, imports=cfg.imports, progress=False)  # fmt: skip
+    return root
 
 
 def _planner(
@@ -206,8 +270,16 @@ def _run_planning_benchmark(
 ) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.goal == "offline" and not cfg.goal_episodes:
+        cfg = replace(cfg, goal_episodes=str(heldout_goal_episodes(cfg, out)))
     model = PlanningModel(load_world_model(checkpoint))
     env = make_benchmark_env(cfg)
+    if cfg.planners and "goal_frame" not in env.reset(seed=cfg.seed)[1]:
+        raise ValueError(
+            f"{cfg.env_id}'s reset info has no 'goal_frame', so the planners have no goal image: take goals from a "
+            "function of the env (--goal function --goal-function module:function) or from held-out recorded "
+            "episodes (--goal offline)"
+        )
     space = env.action_space
     if not isinstance(space, gym.spaces.Box):
         raise ValueError(f"the planners need a continuous (Box) action space; {cfg.env_id} has {space}")
@@ -228,7 +300,7 @@ def _run_planning_benchmark(
         results[label] = row
         print(
             f"{label:>16}: success {res.success_rate:.2f} (95% CI {res.success_ci95[0]:.2f}-{res.success_ci95[1]:.2f}), "
-            f"final distance {res.final_distance:.3f}, median {res.median_ms_per_step:.1f} ms/step"
+            f"final distance {_maybe(res.final_distance)}, median {res.median_ms_per_step:.1f} ms/step"
         )
     summary = {
         "env_id": cfg.env_id,
@@ -249,6 +321,11 @@ def _run_planning_benchmark(
             agent = MPCAgent(model, _planner(first, model, space, cfg), frame_history=model.frame_history)
             render_episode(agent, make_benchmark_env(cfg), cfg.seed + i, cfg.max_steps, out / f"episode_{i}")
     return summary
+
+
+def _maybe(value: float | None) -> str:
+    """A number to three places, or 'n/a' where the environment reports none (no ``info['distance']``)."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def plot_table(results: dict[str, Any], path: Path, title: str) -> None:

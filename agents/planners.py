@@ -29,6 +29,7 @@ import torch
 from einops import rearrange
 from torchwm.agents.protocols import LatentPrior, WorldModelLike
 from torchwm.wm.config_base import Config, NonNegInt, PositiveFloat, PositiveInt, Range
+from torchwm.wm.world_model import check_finite
 
 CostKind = Literal["latent_l2", "latent_l1", "reward"]
 CostOn = Literal["final", "sum"]
@@ -234,6 +235,9 @@ class SamplingPlanner:
             The planned action sequences ``[B, H, A]`` in action units, inside the bounds.
         """
         self._check_latents(z, z_goal)
+        check_finite("plan's z", z)
+        if z_goal is not None:
+            check_finite("plan's z_goal", z_goal)
         z = z.to(self.device)
         z_goal = None if z_goal is None else z_goal.to(self.device)
         idx = self._slots(z.shape[0], env_indices)

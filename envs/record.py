@@ -22,7 +22,8 @@ import copy
 import functools
 import os
 import re
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -32,11 +33,15 @@ import numpy as np
 from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from gymnasium.vector.utils import iterate
+from torchwm.envs.resolve import import_plugins, resolve_env_id, step_limit
 from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
 from torchwm.wm.episodes import EpisodeWriter
 from tqdm.auto import tqdm
 
 PixelSource = Literal["obs", "pixels", "render"]
+
+DEFAULT_MAX_STEPS = 1000
+"""Recorded steps an episode of an environment without a step limit is cut at (with a warning)."""
 VecEnv = SyncVectorEnv | AsyncVectorEnv
 
 
@@ -97,10 +102,7 @@ def _env_factory(
 ) -> tuple[Callable[[], gymnasium.Env], bool]:
     """(factory, whether record owns and may vectorise and close the envs it makes)."""
     if isinstance(env, str):
-        try:
-            gymnasium.spec(env)
-        except gymnasium.error.Error as err:  # an unknown id, with gymnasium's own suggestions
-            raise ValueError(f"cannot record env {env!r}: {err}") from err
+        gymnasium.spec(env)  # resolved by `resolve_env_id` already
         return functools.partial(_make_by_id, env), True
     if isinstance(env, gymnasium.Env):
         return (lambda: env), False
@@ -126,6 +128,26 @@ def _make_vector_env(
     return cls([factory] * num_envs, autoreset_mode=AutoresetMode.DISABLED)
 
 
+def _has_time_limit(envs: VecEnv) -> bool:
+    """Whether an episode of the vector env's sub-environments ends by itself after a bounded number of steps."""
+    if isinstance(envs, SyncVectorEnv):
+        return step_limit(envs.envs[0]) is not None
+    spec = envs.get_attr("spec")[0]
+    return spec is not None and spec.max_episode_steps is not None
+
+
+def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [H, W, C] -> [size, size, C], antialiased (Pillow's bilinear filter widens when it shrinks)."""
+    from PIL import Image
+
+    if frame.shape[:2] == (size, size):
+        return frame
+    channels = frame.shape[2]
+    image = Image.fromarray(frame[..., 0] if channels == 1 else frame)
+    out = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return out[..., None] if channels == 1 else out
+
+
 def _env_id(env: str | gymnasium.Env | Callable[[], gymnasium.Env], envs: VecEnv) -> str:
     """The registered id, else the class name of the innermost env."""
     if isinstance(env, str):
@@ -137,6 +159,13 @@ def _env_id(env: str | gymnasium.Env | Callable[[], gymnasium.Env], envs: VecEnv
         return type(envs.envs[0].unwrapped).__name__
     names = re.findall(r"<(\w+)", str(envs.call("__str__")[0]))  # "<Wrapper<Env instance>>"
     return names[-1] if names else "unregistered"
+
+
+def _as_numpy(image: Any) -> np.ndarray:
+    """A frame as a numpy array (a torch tensor from a torch-based env included)."""
+    if hasattr(image, "detach") and hasattr(image, "cpu"):
+        image = image.detach().cpu().numpy()
+    return np.array(image)
 
 
 def _info_at(infos: dict[str, Any], key: str, i: int) -> Any:
@@ -235,6 +264,7 @@ class _Recorder:
         self.action_space = describe_action_space(envs.single_action_space)
         self.episodes, self.seed, self.max_steps = options["episodes"], options["seed"], options["max_steps"]
         self.frame_skip, self.fps, self.lossless = options["frame_skip"], options["fps"], options["lossless"]
+        self.imports, self.image_size = options["imports"], options["image_size"]
         self.slots: list[_Episode | None] = [None] * envs.num_envs
         self.started = 0
         self.writer: EpisodeWriter | None = None
@@ -265,8 +295,9 @@ class _Recorder:
         frames = self._frames(self.obs, starting)
         if self.writer is None and frames:
             shape = next(iter(frames.values())).shape
+            extra = {"imports": self.imports, "image_size": self.image_size}
             self.writer = EpisodeWriter(
-                self.out_dir, self.env_id, shape, self.action_space, self.fps, self.lossless
+                self.out_dir, self.env_id, shape, self.action_space, self.fps, self.lossless, extra
             )
         for slot, episode in enumerate(self.slots):
             if starting[slot] and episode is not None:
@@ -344,12 +375,14 @@ class _Recorder:
                 raise ValueError("env.render() returned None; make the env with render_mode='rgb_array'")
         else:
             images = obs if self.source == "obs" else obs["pixels"]
-        frames = {int(i): np.array(images[i]) for i in np.flatnonzero(mask).tolist()}
+        frames = {int(i): _as_numpy(images[i]) for i in np.flatnonzero(mask).tolist()}
         for frame in frames.values():
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (1, 3):
                 raise ValueError(
                     f"frames must be uint8 [H, W, 3] images, the env's {self.source} gave {frame.dtype} {frame.shape}"
                 )
+        if self.image_size:
+            frames = {i: resize_frame(f, self.image_size) for i, f in frames.items()}
         return frames
 
     def _write(self, episode: _Episode) -> None:
@@ -386,6 +419,10 @@ class RecordJob(Config):
     """Episode i is reset with seed + i."""
     lossless: bool = False
     """Bit-exact frames (larger files)."""
+    image_size: NonNegInt = 0
+    """Store frames resized to N x N (0: the environment's size); written into the manifest."""
+    imports: tuple[str, ...] = ()
+    """Modules to import first, which register environments (``--imports my_pkg.envs``)."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
@@ -410,6 +447,8 @@ def record(
     progress: bool = True,
     vector: Literal["sync", "async"] = "sync",
     deterministic: bool = False,
+    imports: Sequence[str] = (),
+    image_size: int | None = None,
 ) -> Path:
     """Record ``episodes`` episodes of ``env`` under ``policy`` into the episode directory ``out_dir``.
 
@@ -431,6 +470,13 @@ def record(
         progress: show a tqdm bar over episodes.
         vector: ``"sync"`` (one process) or ``"async"`` (a process per sub-env).
         deterministic: passed to ``policy.predict``.
+        imports: modules to import first (plugins that register environments); an id may also be given as
+            ``module:EnvId``. Both are written into the manifest, so later commands need no import again.
+        image_size: store frames resized to ``image_size`` x ``image_size`` (written into the manifest);
+            None keeps the environment's size.
+
+    An environment with no step limit (no TimeLimit, no ``max_episode_steps``) and no ``max_steps`` is recorded
+    under ``DEFAULT_MAX_STEPS`` steps an episode, with a warning: its episodes might never end otherwise.
 
     Returns:
         The episode directory.
@@ -446,8 +492,21 @@ def record(
             f"need episodes, num_envs, frame_skip, max_steps >= 1 and seed >= 0; got episodes={episodes}, "
             f"num_envs={num_envs}, frame_skip={frame_skip}, max_steps={max_steps}, seed={seed}"
         )
+    modules: tuple[str, ...] = tuple(imports)
+    if isinstance(env, str):
+        env, modules = resolve_env_id(env, imports)
+    else:
+        import_plugins(modules)
     factory, owned = _env_factory(env)
     envs = _make_vector_env(factory, min(num_envs, episodes) if owned else 1, vector if owned else "sync")
+    if max_steps is None and not _has_time_limit(envs):
+        max_steps = DEFAULT_MAX_STEPS
+        warnings.warn(
+            f"the environment has no step limit (no TimeLimit wrapper, no max_episode_steps), so an episode might "
+            f"never end: recording under a limit of {DEFAULT_MAX_STEPS} steps; set your own with max_steps "
+            "(--max-steps N), or register the env with max_episode_steps",
+            stacklevel=2,
+        )
     options = {
         "episodes": episodes,
         "seed": seed,
@@ -455,6 +514,8 @@ def record(
         "frame_skip": frame_skip,
         "fps": fps,
         "lossless": lossless,
+        "imports": list(modules),
+        "image_size": image_size,
     }
     try:
         recorder = _Recorder(

@@ -42,14 +42,18 @@ def _option_kind(hint: Any) -> dict[str, Any] | None:
         return _option_kind(inner[0]) if len(inner) == 1 else None
     if origin is Literal:
         return {"choices": list(args), "type": type(args[0])}
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # repeatable: --x a b, or --x a --x b
         item = _option_kind(args[0])
-        return None if item is None or "action" in item else {**item, "nargs": "+"}
+        return None if item is None or "action" in item else {**item, "nargs": "+", "action": "extend"}
     if hint is bool:
         return {"action": argparse.BooleanOptionalAction}
     if hint in (int, float, str):
         return {"type": hint}
     return None
+
+
+_ALIASES = {"imports": ("--import",)}
+"""Second spellings of a few options (``import`` cannot be a field name)."""
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type[Config]) -> None:
@@ -67,8 +71,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[Config]) -> 
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = f" (default: {default})" if default not in (None, "") else ""
         help_text = (docs.get(f.name, "") + shown).replace("%", "%%")
-        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS,
-                           help=help_text, **kind)  # fmt: skip
+        flags = ["--" + f.name.replace("_", "-"), *_ALIASES.get(f.name, ())]
+        group.add_argument(*flags, dest=f.name, default=argparse.SUPPRESS, help=help_text, **kind)
 
 
 def config_from_args(args: argparse.Namespace, cls: type[C]) -> C:
@@ -123,7 +127,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from torchwm.pipeline import FitJob, fit
 
     job = config_from_args(args, FitJob)
-    result = fit(job.env, job.out, job.recipe, seed=job.seed, num_envs=job.num_envs, progress=job.progress)
+    result = fit(job.env, job.out, job.recipe, seed=job.seed, num_envs=job.num_envs, progress=job.progress,
+                 imports=job.imports, max_steps=job.max_steps or None)  # fmt: skip
     print(f"world model: {result.world_model} (recipe {result.recipe!r}, seed {result.seed}); plan with "
           f"torchwm bench planning --checkpoint {result.world_model}")
     return 0
@@ -149,6 +154,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     out = record(
         job.env, policy, job.episodes, job.out, num_envs=job.num_envs, seed=job.seed,
         max_steps=job.max_steps or None, frame_skip=job.frame_skip, lossless=job.lossless, progress=job.progress,
+        imports=job.imports, image_size=job.image_size or None,
     )  # fmt: skip
     print(f"recorded {job.episodes} episode(s) of {job.env} into {out}")
     return 0

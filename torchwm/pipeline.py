@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -43,6 +43,12 @@ class FitJob(Config):
     """Training seed."""
     num_envs: PositiveInt = 4
     """Sub-environments of the recorder."""
+    imports: tuple[str, ...] = ()
+    """Modules to import first, which register environments (``--import my_pkg.envs``); the checkpoint
+    records them, so later commands need no import again."""
+    max_steps: NonNegInt = 0
+    """Cut recorded episodes at this many agent steps (0: the environment's own limit; needed for an
+    environment without one)."""
     progress: bool = True
     """Show tqdm progress bars."""
 
@@ -89,6 +95,8 @@ def fit(
     seed: int = 0,
     num_envs: int = 4,
     progress: bool = True,
+    imports: Sequence[str] = (),
+    max_steps: int | None = None,
 ) -> FitResult:
     """Train a world model for the environment ``env`` (a gymnasium id) with a named recipe.
 
@@ -100,6 +108,8 @@ def fit(
         seed: training seed (initialisation, batches, and which episodes are recorded).
         num_envs: sub-environments the recorder steps together.
         progress: tqdm progress bars.
+        imports: modules that register the environment, imported first (also ``module:EnvId``).
+        max_steps: cut recorded episodes at this many agent steps (for an environment without a step limit).
 
     Returns:
         The stages' folders (``world_model`` is the checkpoint to plan with) and their wall times.
@@ -114,7 +124,8 @@ def fit(
     if have < r.episodes:
         record(
             env, "random", r.episodes - have, dirs["episodes"], num_envs=num_envs,
-            seed=first_recording_seed(seed) + have, frame_skip=r.frame_skip, progress=progress,
+            seed=first_recording_seed(seed) + have, frame_skip=r.frame_skip, progress=progress, imports=imports,
+            max_steps=max_steps, image_size=r.image_size,
         )  # fmt: skip
     seconds["record"] = time.perf_counter() - t0
 

@@ -284,14 +284,17 @@ class EpisodeWriter:
         action_space_desc: dict[str, Any],
         fps: int = 30,
         lossless: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> None:
+        """``extra``: more manifest fields (the recorder's ``imports`` and ``image_size``), written when the
+        directory is new."""
         shape = tuple(int(s) for s in frame_shape)
         if len(shape) != 3 or shape[2] not in (1, 3) or min(shape) < 1:
             raise ValueError(f"frame_shape must be [H, W, C] with C 1 or 3, got {list(frame_shape)}")
         self.root = Path(out_dir)
         self.root.mkdir(parents=True, exist_ok=True)
         _clean_temp_files(self.root)
-        new = _new_manifest(env_id, shape, check_action_space(action_space_desc), int(fps), bool(lossless))
+        new = {**_new_manifest(env_id, shape, check_action_space(action_space_desc), int(fps), bool(lossless)), **(extra or {})}
         if (self.root / MANIFEST).exists():
             self.manifest = read_manifest(self.root)
             _check_same(self.manifest, new, self.root)

@@ -54,6 +54,8 @@ class Recipe(Config):
     """Random-policy episodes recorded for training."""
     frame_skip: PositiveInt = 4
     """Environment steps per recorded step, per model step and per planned action."""
+    image_size: PositiveInt = 64
+    """Side of the recorded frames (resized when recording: the tiny JEPA sees 64 x 64)."""
     jepa_steps: PositiveInt = 400
     """Optimiser steps of JEPA pretraining (the tiny spatial preset, pairs of consecutive frames)."""
     joint_steps: PositiveInt = 600

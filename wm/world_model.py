@@ -39,6 +39,18 @@ from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.jepa import build_encoder
 
 
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise `ValueError` naming the tensor, its shape and the first non-finite entry's index (NaN or inf
+    handed to a rollout would come back as NaN latents, far from where it went in)."""
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{name} {tuple(x.shape)} holds a non-finite value ({x[index].item()}) at index {index}; "
+            "check what produced it (an action outside the policy's range, a diverged planner, ...)"
+        )
+
+
 @dataclass
 class WorldModelSpec(Config):
     """The shape of a world model (everything needed to rebuild it from a checkpoint)."""
@@ -300,6 +312,8 @@ class WorldModel(nn.Module):
         Step h reuses the keys and values of steps < h (one step of compute per step).
         """
         with torch.inference_mode():
+            check_finite("rollout's z_context", z_context)
+            check_finite("rollout's actions", torch.as_tensor(actions, dtype=torch.float32))
             past = None if past_actions is None else self.to_actions(past_actions)
             return self._rollout(z_context, self.to_actions(actions), past)
 

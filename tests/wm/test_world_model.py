@@ -476,3 +476,25 @@ def test_the_preallocated_rollout_buffer_gives_the_list_cache_numbers(model: Wor
             pred, cache = model.dynamics(out[-1].unsqueeze(1), actions[:, h : h + 1], cache)
             out.append(pred[:, -1])
     torch.testing.assert_close(fast, torch.stack(out, dim=1), rtol=0, atol=1e-5)
+
+
+def test_non_finite_actions_or_latents_are_refused_with_their_index(model: WorldModel) -> None:
+    z, actions = torch.randn(2, K, D), torch.randn(2, 3, A)
+    actions[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"rollout's actions \(2, 3, 2\) holds a non-finite value \(nan\) at index \(1, 2, 0\)"):
+        model.rollout(z, actions)
+    z[0, 3, 5] = float("inf")
+    with pytest.raises(ValueError, match=r"rollout's z_context \(2, 4, 8\) holds a non-finite value \(inf\) at index \(0, 3, 5\)"):
+        model.rollout(z, torch.zeros(2, 3, A))
+
+
+def test_a_planner_refuses_a_non_finite_latent(model: WorldModel) -> None:
+    from torchwm.agents.latent_model import PlanningModel
+    from torchwm.agents.planners import MPPI, MPPIConfig
+
+    planner = MPPI(PlanningModel(model), [-1.0] * A, [1.0] * A, MPPIConfig(num_samples=8, num_elites=2, horizon=3))
+    z = torch.zeros(1, K, D)
+    goal = z.clone()
+    goal[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"plan's z_goal \(1, 4, 8\) holds a non-finite value \(nan\) at index \(0, 0, 0\)"):
+        planner.plan(z, goal)

@@ -1,0 +1,140 @@
+"""How fast one planning call is, and how far from the arithmetic limit: the planner a checkpoint's recipe
+names (or others), timed on one thread from a held-out state, with its FLOP count and achieved FLOP/s as a
+fraction of this machine's measured fp32 matmul rate; and batched planning for N environments in one call.
+
+    python benchmarks/planning_speed.py --checkpoint runs/demo/world_model
+
+writes benchmarks/results/planning_speed.json. Each row: ``median_ms_per_call``, ``p95_ms_per_call``,
+``gflop_per_call``, ``achieved_gflop_s``, ``matmul_fraction``; the batched rows add ``ms_per_env``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from torchwm.agents.benchmark import benchmark_config_for
+from torchwm.agents.latent_model import PlanningModel
+from torchwm.agents.planners import CEM, MPPI, SamplingPlanner
+from torchwm.wm.wm_trainer import load_world_model
+
+RESULTS = Path(__file__).resolve().parent / "results" / "planning_speed.json"
+
+
+def matmul_gflop_s(n: int = 1024, repeats: int = 10) -> float:
+    """Median fp32 matmul rate of this process (the same thread setting as the planner)."""
+    a = torch.randn(n, n)
+    for _ in range(2):
+        a @ a
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def make_planner(model: PlanningModel, name: str, cfg: Any, space_low: np.ndarray, space_high: np.ndarray) -> SamplingPlanner:
+    if name == "cem":
+        return CEM(model, space_low, space_high, replace(cfg.cem, horizon=cfg.horizon))
+    return MPPI(model, space_low, space_high, replace(cfg.mppi, horizon=cfg.horizon))
+
+
+def time_calls(planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, calls: int) -> list[float]:
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        planner.plan(z, goal, generator=gen)
+    out = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        planner.plan(z, goal, generator=gen)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def count_gflop(planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor) -> float:
+    with FlopCounterMode(display=False) as counter:
+        planner.plan(z, goal)
+    return counter.get_total_flops() / 1e9
+
+
+def row(planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, calls: int, rate: float) -> dict[str, Any]:
+    times = time_calls(planner, z, goal, calls)
+    median = statistics.median(times)
+    gflop = count_gflop(planner, z, goal)
+    return {
+        "median_ms_per_call": round(1000 * median, 2),
+        "p95_ms_per_call": round(1000 * float(np.percentile(times, 95)), 2),
+        "ms_per_env": round(1000 * median / z.shape[0], 3),
+        "gflop_per_call": round(gflop, 3),
+        "achieved_gflop_s": round(gflop / median, 2),
+        "matmul_fraction": round(gflop / median / rate, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="world-model checkpoint or run directory")
+    p.add_argument("--calls", type=int, default=30, help="timed calls per row (after 3 untimed)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32], help="environments planned in one call")
+    p.add_argument("--variants", nargs="*", default=[], help="extra rows: planner:samples:iterations, e.g. mppi:64:3")
+    p.add_argument("--out", default=str(RESULTS))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = benchmark_config_for(args.checkpoint)
+    model = PlanningModel(load_world_model(args.checkpoint))
+    import gymnasium as gym
+    import torchwm.envs  # noqa: F401  (registers the built-in ids)
+    from torchwm.agents.benchmark import make_benchmark_env
+
+    env = make_benchmark_env(cfg)
+    assert isinstance(env.action_space, gym.spaces.Box)
+    low, high = env.action_space.low, env.action_space.high
+    obs, info = env.reset(seed=cfg.seed)
+    z = model.encode(torch.from_numpy(np.asarray(obs))[None, None])  # (1, K, D): the last step's latent
+    goal = model.encode(torch.from_numpy(np.asarray(info["goal_frame"]))[None, None])
+    rate = matmul_gflop_s()
+    name = cfg.planners[0]
+    rows: dict[str, Any] = {}
+    for n in args.batches:
+        rows[f"{name}_batch_{n}"] = {
+            "planner": name, "num_samples": getattr(cfg, name).num_samples, "iterations": getattr(cfg, name).iterations,
+            "envs": n, **row(make_planner(model, name, cfg, low, high), z.expand(n, -1, -1).contiguous(),
+                             goal.expand(n, -1, -1).contiguous(), args.calls, rate),
+        }  # fmt: skip
+    for spec in args.variants:
+        planner, samples, iterations = spec.split(":")
+        planner_cfg = replace(getattr(cfg, planner), num_samples=int(samples), iterations=int(iterations),
+                              num_elites=max(int(samples) // (8 if planner == "mppi" else 10), 2))  # fmt: skip
+        variant = replace(cfg, **{planner: planner_cfg})
+        rows[f"{planner}_{samples}x{iterations}"] = {
+            "planner": planner, "num_samples": int(samples), "iterations": int(iterations), "envs": 1,
+            **row(make_planner(model, planner, variant, low, high), z, goal, args.calls, rate),
+        }  # fmt: skip
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "horizon": cfg.horizon,
+        "threads": args.threads,
+        "matmul_gflop_s": round(rate, 1),
+        "rows": rows,
+        "command": " ".join(["python", "benchmarks/planning_speed.py", *(argv if argv is not None else sys.argv[1:])]),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    for k, v in rows.items():
+        print(f"{k:>18}: {v['median_ms_per_call']:.1f} ms a call (p95 {v['p95_ms_per_call']:.1f}), "
+              f"{v['ms_per_env']:.2f} ms/env, {v['gflop_per_call']:.2f} GFLOP, matmul fraction {v['matmul_fraction']:.2f}")  # fmt: skip
+    return result
+
+
+if __name__ == "__main__":
+    main()
