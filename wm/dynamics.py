@@ -33,6 +33,15 @@ class KVBuffer:
         self.length = length
 
 
+def small_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Unmasked attention as two batched matmuls: q [B, h, M, d], k, v [B, h, L, d] -> [B, h, M, d].
+
+    For the few queries of one rollout step on one CPU thread this took 150 us where
+    ``scaled_dot_product_attention`` took 219 us (50 candidates x 4 heads x 5 queries x 40 keys)."""
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)  # (B, h, M, L)
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
 class CachedBlock(nn.Module):
     """Pre-norm transformer block whose attention can extend a key/value cache."""
 
@@ -66,7 +75,7 @@ class CachedBlock(nn.Module):
         )
         end = start + x.shape[1]
         keys[:, :, start:end], values[:, :, start:end] = k, v
-        out = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end])  # (B, h, M, d)
+        out = small_attention(q, keys[:, :, :end], values[:, :, :end])  # (B, h, M, d)
         x = x + self.proj(rearrange(out, "b h m d -> b m (h d)"))
         return x + self.mlp(self.norm2(x))
 

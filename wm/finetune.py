@@ -268,13 +268,9 @@ class Finetuner:
         self.model = model.to(device)
         task = FinetuneTask(cfg, jepa_cfg, model, dataset, train_idx, held_idx, device)
         optimizer = torch.optim.AdamW(layer_decay_groups(model, cfg.weight_decay, cfg.layer_decay))
-        settings = LoopSettings(
-            run_dir=Path(cfg.output_dir), total_steps=task.total, learning_rate=cfg.learning_rate,
-            min_learning_rate=cfg.min_learning_rate, warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip,
-            log_interval=cfg.log_interval, checkpoint_interval=cfg.checkpoint_interval,
-            keep_checkpoints=cfg.keep_checkpoints, resume=cfg.resume, progress=cfg.progress, desc="finetune",
-            items_per_step=cfg.batch_size, throughput_name="clips_per_s",
-        )  # fmt: skip
+        settings = LoopSettings.of(
+            cfg, task.total, desc="finetune", items_per_step=cfg.batch_size, throughput_name="clips_per_s"
+        )
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.output_dir) / "finetune_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         result = TrainingLoop(task, optimizer, settings).run()

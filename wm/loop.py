@@ -65,6 +65,16 @@ class LoopSettings:
     throughput_name: str = "items_per_s"
     """Log column of the throughput (``clips_per_s``, ``seqs_per_s``, ...)."""
 
+    @classmethod
+    def of(cls, cfg: Any, total_steps: int, **fields: Any) -> LoopSettings:
+        """The settings a trainer's config names the same way (``output_dir``, ``learning_rate``,
+        ``min_learning_rate``, ``warmup_steps``, ``grad_clip``, ``log_interval``, ``checkpoint_interval``,
+        ``keep_checkpoints``, ``resume``, ``progress``); ``fields`` set the rest or override."""
+        names = ("learning_rate", "min_learning_rate", "warmup_steps", "grad_clip", "log_interval",
+                 "checkpoint_interval", "keep_checkpoints", "resume", "progress")  # fmt: skip
+        found = {name: getattr(cfg, name) for name in names if hasattr(cfg, name)}
+        return cls(**{"run_dir": Path(cfg.output_dir), "total_steps": total_steps, **found, **fields})
+
 
 class TrainingTask(Protocol):
     """A trainer's step, as the loop calls it."""

@@ -136,13 +136,9 @@ class JEPAAgent:
         self.model = model
         task = JEPATask(cfg, model, build_dataset(cfg), device, rank, world)
         optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
-        settings = LoopSettings(
-            run_dir=Path(cfg.output_dir), total_steps=task.total, learning_rate=cfg.learning_rate,
-            min_learning_rate=cfg.min_learning_rate, warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip,
-            log_interval=cfg.log_interval, checkpoint_interval=cfg.checkpoint_interval,
-            keep_checkpoints=cfg.keep_checkpoints, resume=cfg.resume, progress=cfg.progress, desc="pretrain",
-            items_per_step=task.global_batch, throughput_name="clips_per_s",
-        )  # fmt: skip
+        settings = LoopSettings.of(
+            cfg, task.total, desc="pretrain", items_per_step=task.global_batch, throughput_name="clips_per_s"
+        )
         return TrainingLoop(task, optimizer, settings)
 
     def train(self) -> TrainSummary:

@@ -365,12 +365,9 @@ class WorldModelTrainer:
     def run(self) -> Path:
         """Train (or resume) to ``cfg.steps``; writes ``summary.json`` and returns the final checkpoint."""
         cfg = self.cfg
-        settings = LoopSettings(
-            run_dir=self.run_dir, total_steps=cfg.steps, learning_rate=cfg.learning_rate,
-            min_learning_rate=cfg.learning_rate * 0.01, warmup_steps=cfg.warmup_steps, grad_clip=cfg.grad_clip,
-            log_interval=cfg.log_interval, checkpoint_interval=cfg.checkpoint_interval, keep_checkpoints=2,
-            resume=cfg.resume, progress=cfg.progress, desc="world model", items_per_step=cfg.batch_size,
-            throughput_name="seqs_per_s",
+        settings = LoopSettings.of(
+            cfg, cfg.steps, min_learning_rate=cfg.learning_rate * 0.01, desc="world model",
+            items_per_step=cfg.batch_size, throughput_name="seqs_per_s",
         )  # fmt: skip
         loop = TrainingLoop(self, self.optimizer, settings)
         result = loop.run()
