@@ -40,19 +40,12 @@ import matplotlib
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchwm.wm.features import extract_features, labelled_dataset, load_encoder
+from torchwm.wm.finetune import FinetuneConfig, Finetuner
 from torchwm.wm.jepa import build_encoder
+from torchwm.wm.probes import ProbeConfig, run_probes
 
-from torchwm import (
-    FinetuneConfig,
-    Finetuner,
-    JEPAAgent,
-    JEPAConfig,
-    ProbeConfig,
-    extract_features,
-    labelled_dataset,
-    load_encoder,
-    run_probes,
-)
+from torchwm import JEPAAgent, JEPAConfig
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
