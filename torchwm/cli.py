@@ -61,18 +61,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type[Config]) -> 
     typed from its annotation, documented by its docstring; an option not given leaves the field alone."""
     parser.add_argument("--config", help="YAML or JSON file of field values (layered on the preset)")
     parser.add_argument("--preset", default="default", choices=cls.preset_names(), help="starting preset")
+    _add_fields(parser.add_argument_group(f"{cls.__name__} fields (override the preset and --config)"), cls, "")
+
+
+def _add_fields(group: Any, cls: type, prefix: str) -> None:
+    """One option per field; a nested config's fields as ``--name.field`` (dest ``name.field``)."""
     hints = field_hints(cls)
     docs = _field_docs(cls)
-    group = parser.add_argument_group(f"{cls.__name__} fields (override the preset and --config)")
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        kind = _option_kind(hints[f.name])
+        hint = hints[f.name]
+        if isinstance(hint, type) and issubclass(hint, Config) and dataclasses.is_dataclass(hint):
+            _add_fields(group, hint, f"{prefix}{f.name}.")
+            continue
+        kind = _option_kind(hint)
         if kind is None:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = f" (default: {default})" if default not in (None, "") else ""
         help_text = (docs.get(f.name, "") + shown).replace("%", "%%")
-        flags = ["--" + f.name.replace("_", "-"), *_ALIASES.get(f.name, ())]
-        group.add_argument(*flags, dest=f.name, default=argparse.SUPPRESS, help=help_text, **kind)
+        flags = ["--" + prefix + f.name.replace("_", "-"), *_ALIASES.get(prefix + f.name, ())]
+        group.add_argument(*flags, dest=prefix + f.name, default=argparse.SUPPRESS, help=help_text, **kind)
 
 
 def config_from_args(args: argparse.Namespace, cls: type[C]) -> C:
@@ -81,7 +89,14 @@ def config_from_args(args: argparse.Namespace, cls: type[C]) -> C:
     if args.config:  # only the fields the file sets, so a partial file layers on the preset
         data.update(read_config_file(args.config))
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    data.update({k: v for k, v in vars(args).items() if k in names})
+    for key, value in vars(args).items():
+        head, _, rest = key.partition(".")
+        if head not in names:
+            continue
+        if rest:  # a nested config's field: merged into what the preset and the file set for it
+            data[head] = {**data.get(head, {}), rest: value}
+        else:
+            data[key] = value
     return cls.from_dict(data)
 
 

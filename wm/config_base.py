@@ -92,6 +92,10 @@ class Config:
         by everything that consumes them, so a bad value set after construction fails before any work.
         """
         self._check_fields()
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, Config):  # a nested config: its own rules too
+                value.validate()
         self.check()
         return self
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config, PositiveInt
 from torchwm.wm.wm_trainer import WorldModelConfig
+from torchwm.wm.world_model import DynamicsShape
 
 PlannerKind = Literal["cem", "mppi"]
 
@@ -102,7 +103,7 @@ class Recipe(Config):
             smooth_weight=2.0,
             ema_start=0.0,
             ema_end=0.0,
-            width=self.width,
+            shape=DynamicsShape(width=self.width),
             steps=self.joint_steps,
             seed=seed,
             recipe=self.name,
@@ -118,7 +119,7 @@ class Recipe(Config):
         return WorldModelConfig(
             root_path=str(episodes_dir),
             encoder_checkpoint=str(joint_dir),
-            width=self.width,
+            shape=DynamicsShape(width=self.width),
             steps=self.dynamics_steps,
             seed=seed,
             recipe=self.name,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from torchwm.wm.losses import collapse_stats, covariance_loss, variance_loss
 from torchwm.wm.rollouts import RolloutClips
 from torchwm.wm.schedule import linear_ramp
 from torchwm.wm.trainer import resolve_device
-from torchwm.wm.world_model import DataFacts, WorldModel, WorldModelSpec
+from torchwm.wm.world_model import DataFacts, DynamicsShape, WorldModel, WorldModelSpec
 from tqdm.auto import tqdm
 
 
@@ -57,20 +57,10 @@ class WorldModelConfig(Config):
     """Environment steps per model step (frame skip); actions of skipped steps are concatenated."""
     seq_len: PositiveInt = 9
     """Steps per training sequence (at least predict_horizon + 1)."""
-    latent_grid: PositiveInt = 2
-    """K = latent_grid² tokens a step."""
-    latent_dim: PositiveInt = 64
-    """D, the width of a latent token."""
-    width: PositiveInt = 128
-    """Width of the dynamics predictor."""
-    depth: PositiveInt = 2
-    """Depth of the dynamics predictor."""
-    heads: PositiveInt = 4
-    """Attention heads of the dynamics predictor."""
+    shape: DynamicsShape = field(default_factory=DynamicsShape)
+    """The world model's latent and dynamics shape (``--shape.width 64``, or ``shape: {width: 64}`` in a file)."""
     predict_horizon: PositiveInt = 8
     """Autoregressive rollout length of the loss, and the default rollout length."""
-    reward_head: bool = True
-    """Learn recorded rewards from latents and actions."""
     teacher_forcing_weight: NonNegFloat = 1.0
     """Weight of the teacher-forced prediction loss."""
     rollout_weight: NonNegFloat = 1.0
@@ -123,8 +113,6 @@ class WorldModelConfig(Config):
         """The rules that tie fields together (each field's own type and range come from its annotation)."""
         if self.seq_len < self.predict_horizon + 1:
             self.fail("seq_len", self.seq_len, f">= predict_horizon + 1 = {self.predict_horizon + 1}")
-        if self.width % self.heads:
-            self.fail("width", self.width, f"a multiple of heads={self.heads}")
         if self.freeze_encoder and not self.encoder_checkpoint:
             raise ValueError(
                 "WorldModelConfig.freeze_encoder=True needs encoder_checkpoint (a pretrained JEPA); "
@@ -164,14 +152,9 @@ def build_world_model(cfg: WorldModelConfig, dataset: RolloutClips) -> WorldMode
     spec = WorldModelSpec(
         action_dim=action_size(desc) * cfg.frame_step,
         discrete_actions=False,  # the data set already one-hot encodes discrete actions
-        latent_grid=cfg.latent_grid,
-        latent_dim=cfg.latent_dim,
-        width=cfg.width,
-        depth=cfg.depth,
-        heads=cfg.heads,
         max_steps=max(64, cfg.seq_len + cfg.predict_horizon),
-        reward_head=cfg.reward_head,
         predict_horizon=cfg.predict_horizon,
+        **dataclasses.asdict(cfg.shape),
     )
     if cfg.encoder_checkpoint:
         ckpt = resolve_checkpoint(cfg.encoder_checkpoint)
@@ -196,10 +179,11 @@ def build_world_model(cfg: WorldModelConfig, dataset: RolloutClips) -> WorldMode
 def _check_same_latent(cfg: WorldModelConfig, spec: dict[str, Any], ckpt: Path) -> None:
     """A world model's latent head is reused as is, so the new model must ask for the same latent shape."""
     theirs = (spec.get("latent_grid"), spec.get("latent_dim"))
-    if theirs != (cfg.latent_grid, cfg.latent_dim):
+    ours = (cfg.shape.latent_grid, cfg.shape.latent_dim)
+    if theirs != ours:
         raise ValueError(
             f"encoder_checkpoint {ckpt} is a world model with latent_grid={theirs[0]}, latent_dim={theirs[1]}; its "
-            f"latent head is reused, so set latent_grid and latent_dim to those (got {cfg.latent_grid}, {cfg.latent_dim})"
+            f"latent head is reused, so set shape.latent_grid and shape.latent_dim to those (got {ours[0]}, {ours[1]})"
         )
 
 

@@ -86,6 +86,29 @@ class WorldModelSpec(Config):
 
 
 @dataclass(frozen=True)
+class DynamicsShape(Config):
+    """The part of a world model's shape a training config chooses; `WorldModelSpec` adds what the data fixes
+    (the action size) and the trainer derives (the longest sequence). Defaults are `WorldModelSpec`'s."""
+
+    latent_grid: PositiveInt = WorldModelSpec.latent_grid
+    """K = latent_grid² tokens a step, each the mean of a region of patch tokens."""
+    latent_dim: PositiveInt = WorldModelSpec.latent_dim
+    """D, the width of a latent token."""
+    width: PositiveInt = WorldModelSpec.width
+    """Width of the dynamics predictor."""
+    depth: PositiveInt = WorldModelSpec.depth
+    """Depth of the dynamics predictor."""
+    heads: PositiveInt = WorldModelSpec.heads
+    """Attention heads of the dynamics predictor."""
+    reward_head: bool = WorldModelSpec.reward_head
+    """Learn recorded rewards r_t = R(z_t, a_t)."""
+
+    def check(self) -> None:
+        if self.width % self.heads:
+            self.fail("width", self.width, f"a multiple of heads={self.heads}")
+
+
+@dataclass(frozen=True)
 class DataFacts(Config):
     """What a world model was trained on, recorded in its checkpoint so that every consumer (the planning
     benchmark, the latent wrappers, the dream env, the MPC agent) needs nothing but the checkpoint."""

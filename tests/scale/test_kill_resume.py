@@ -154,8 +154,8 @@ def trainer_args(kind: str, inputs: tuple[Path, Path, Path], out: Path) -> list[
               "--output-dir", str(out)]  # fmt: skip
     if kind == "train-world-model":
         return ["train-world-model", "--root-path", str(episodes), "--encoder-checkpoint", str(jepa),
-                "--steps", "40", "--batch-size", "4", "--seq-len", "4", "--predict-horizon", "3", "--width", "32",
-                "--heads", "2", "--latent-dim", "16", "--warmup-steps", "0", *common]  # fmt: skip
+                "--steps", "40", "--batch-size", "4", "--seq-len", "4", "--predict-horizon", "3", "--shape.width", "32",
+                "--shape.heads", "2", "--shape.latent-dim", "16", "--warmup-steps", "0", *common]  # fmt: skip
     return ["finetune", "--checkpoint", str(jepa), "--data", str(images), "--max-steps", "40", "--batch-size", "4",
             "--warmup-steps", "0", *common]  # fmt: skip
 

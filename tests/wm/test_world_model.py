@@ -12,7 +12,7 @@ from torchwm.envs.record import record
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.trainer import JEPAAgent
 from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model, world_model_loss
-from torchwm.wm.world_model import WorldModel, WorldModelSpec
+from torchwm.wm.world_model import DynamicsShape, WorldModel, WorldModelSpec
 
 K, D, A = 4, 8, 2  # latent_grid=2 over a 4x4 patch grid, latent width, action size
 
@@ -164,7 +164,7 @@ def test_rollout_past_max_steps_is_refused(model: WorldModel) -> None:
     ("overrides", "field"),
     [
         ({"seq_len": 0}, "seq_len"),
-        ({"latent_dim": -1}, "latent_dim"),
+        ({"latent_dim": -1}, "latent_dim"),  # the shape's fields are checked by the nested config
         ({"batch_size": 2.5}, "batch_size"),
         ({"steps": True}, "steps"),
         ({"seq_len": 5, "predict_horizon": 8}, "seq_len"),
@@ -173,8 +173,21 @@ def test_rollout_past_max_steps_is_refused(model: WorldModel) -> None:
     ],
 )
 def test_world_model_config_errors_name_the_field(overrides: dict, field: str) -> None:
-    with pytest.raises(ValueError, match=rf"WorldModelConfig\.{field}"):  # a field's own range: when built
-        WorldModelConfig(**{"encoder_checkpoint": "runs/jepa", **overrides}).validate()
+    shape_fields = {k: overrides.pop(k) for k in ("latent_dim", "width", "heads") if k in overrides}
+    cls = "DynamicsShape" if shape_fields else "WorldModelConfig"
+    with pytest.raises(ValueError, match=rf"{cls}\.{field}"):  # a field's own range: when built
+        shape = DynamicsShape(**shape_fields)
+        WorldModelConfig(**{"encoder_checkpoint": "runs/jepa", "shape": shape, **overrides}).validate()
+
+
+def test_a_nested_shape_comes_from_a_plain_mapping_and_from_dotted_flags(tmp_path: Path) -> None:
+    from torchwm.cli import build_parser, config_from_args
+
+    cfg = WorldModelConfig.from_dict({"encoder_checkpoint": "x", "shape": {"width": 64}})
+    assert cfg.shape == DynamicsShape(width=64) and cfg.shape.heads == WorldModelSpec.heads
+    (tmp_path / "wm.yaml").write_text("encoder_checkpoint: x\nshape:\n  width: 64\n  depth: 3\n")
+    args = build_parser().parse_args(["train-world-model", "--config", str(tmp_path / "wm.yaml"), "--shape.heads", "2"])
+    assert config_from_args(args, WorldModelConfig).shape == DynamicsShape(width=64, depth=3, heads=2)
 
 
 def test_world_model_config_from_dict_names_unknown_fields() -> None:
@@ -200,7 +213,8 @@ def test_reward_head_fits_a_known_reward() -> None:
 
 
 def loss_cfg() -> WorldModelConfig:
-    return WorldModelConfig(encoder_checkpoint="unused", seq_len=4, predict_horizon=3, width=32, heads=2)
+    return WorldModelConfig(encoder_checkpoint="unused", seq_len=4, predict_horizon=3,
+                            shape=DynamicsShape(width=32, heads=2))  # fmt: skip
 
 
 def train_steps(model: WorldModel, steps: int = 3) -> None:
@@ -288,9 +302,7 @@ def wm_cfg(pretrained: tuple[Path, Path], out: Path, **overrides) -> WorldModelC
         batch_size=4,
         seq_len=4,
         predict_horizon=3,
-        width=32,
-        heads=2,
-        latent_dim=16,
+        shape=DynamicsShape(width=32, heads=2, latent_dim=16),
         progress=False,
         output_dir=str(out),
     )
@@ -449,8 +461,9 @@ def test_second_phase_with_another_latent_shape_names_the_fields(
     pretrained: tuple[Path, Path], tmp_path: Path
 ) -> None:
     joint_ckpt = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "joint", freeze_encoder=False)).run()
-    cfg = wm_cfg(pretrained, tmp_path / "dyn", encoder_checkpoint=str(joint_ckpt), latent_dim=8)
-    with pytest.raises(ValueError, match=r"latent_dim=16.*set latent_grid and latent_dim.*got 2, 8"):
+    cfg = wm_cfg(pretrained, tmp_path / "dyn", encoder_checkpoint=str(joint_ckpt),
+                 shape=DynamicsShape(width=32, heads=2, latent_dim=8))  # fmt: skip
+    with pytest.raises(ValueError, match=r"latent_dim=16.*set shape.latent_grid and shape.latent_dim.*got 2, 8"):
         WorldModelTrainer(cfg)
 
 
