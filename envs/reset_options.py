@@ -3,9 +3,31 @@ different rooms), so that evaluation code that only seeds resets can still ask f
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
+
+
+def check_reset_options(env: gym.Env, options: dict[str, Any]) -> None:
+    """Refuse options the environment says it does not take (its ``OPTION_KEYS``, as the built-in envs
+    declare them); an environment that declares none gets a warning, since gymnasium envs ignore unknown
+    options silently."""
+    if not options:
+        return
+    accepted = getattr(env.unwrapped, "OPTION_KEYS", None)
+    if accepted is None:
+        warnings.warn(
+            f"{type(env.unwrapped).__name__} does not declare the reset options it takes (OPTION_KEYS); "
+            f"make sure it reads {sorted(options)}, a gymnasium env ignores unknown ones silently",
+            stacklevel=3,
+        )
+        return
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{type(env.unwrapped).__name__} does not take the reset option(s) {unknown}; it takes {sorted(accepted)}"
+        )
 
 
 class ResetOptions(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -21,6 +43,7 @@ class ResetOptions(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise TypeError(f"ResetOptions needs a dict of reset options, got {type(options).__name__}")
         gym.utils.RecordConstructorArgs.__init__(self, options=options)
         gym.Wrapper.__init__(self, env)
+        check_reset_options(env, options)
         self.options = dict(options)
 
     def reset(

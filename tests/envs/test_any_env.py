@@ -125,3 +125,13 @@ def test_offline_goals_replay_held_out_episodes_and_measure_state_distance(tmp_p
     assert step_info["distance"] >= 0 and "is_success" in step_info
     again, info_again = env.reset(seed=7)  # the same seed, the same start and goal
     assert (again == obs).all() and info_again["goal_start"] == start
+
+
+def test_reset_options_an_env_does_not_take_are_refused_not_ignored() -> None:
+    import torchwm.envs  # noqa: F401
+    from torchwm.envs.reset_options import ResetOptions
+
+    with pytest.raises(ValueError, match=r"TwoRoomsEnv does not take the reset option\(s\) \['diferent_rooms'\]"):
+        ResetOptions(gym.make("torchwm/TwoRooms-v0"), {"diferent_rooms": True})
+    with pytest.warns(UserWarning, match="does not declare the reset options"):
+        ResetOptions(gym.make("CartPole-v1"), {"hard": True})
