@@ -201,7 +201,7 @@ def benchmark_config_for(checkpoint: str | Path, **overrides: Any) -> PlanningBe
         fields["frame_size"] = int(data.frame_shape[0])
     fields["reset_options"] = DEFAULT_RESET_OPTIONS.get(env_id, ())
     if planning:
-        cem, mppi = planner_configs(int(planning["num_samples"]))
+        cem, mppi = planner_configs(int(planning["num_samples"]), iterations=int(planning.get("iterations", 0)))
         fields.update(
             planners=(planning["planner"],), horizon=int(planning["horizon"]),
             max_steps=int(planning["max_steps"]), cem=cem, mppi=mppi,

@@ -71,6 +71,7 @@ def test_bench_planning_with_only_a_checkpoint_runs_the_evaluation_its_recipe_na
     assert config["action_repeat"] == 4
     assert config["planners"] == ["mppi"]
     assert config["mppi"]["num_samples"] == SMOKE.planning.num_samples
+    assert config["mppi"]["iterations"] == SMOKE.planning.iterations
     assert config["max_steps"] == SMOKE.planning.max_steps
     assert config["reset_options"] == [["different_rooms", True]]
 
