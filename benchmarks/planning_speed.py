@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from torchwm.agents.benchmark import benchmark_config_for
+from torchwm.agents.benchmark import benchmark_config_for, planner_configs
 from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.planners import CEM, MPPI, SamplingPlanner
 from torchwm.wm.wm_trainer import load_world_model
@@ -88,10 +88,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32], help="environments planned in one call")
     p.add_argument("--variants", nargs="*", default=[], help="extra rows: planner:samples:iterations, e.g. mppi:64:3")
+    p.add_argument("--samples", type=int, default=0, help="samples of the batched rows (0: the checkpoint's recipe)")
+    p.add_argument("--iterations", type=int, default=0, help="iterations of the batched rows (0: the recipe's)")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = benchmark_config_for(args.checkpoint)
+    if args.samples or args.iterations:
+        cem, mppi = planner_configs(args.samples or cfg.mppi.num_samples, cfg.mppi.cost_on, 0, args.iterations)
+        cfg = replace(cfg, cem=cem, mppi=mppi)
     model = PlanningModel(load_world_model(args.checkpoint))
     import gymnasium as gym
     import torchwm.envs  # noqa: F401  (registers the built-in ids)
