@@ -240,7 +240,8 @@ def heldout_goal_episodes(cfg: PlanningBenchmarkConfig, out_dir: Path) -> Path:
     have = len(read_manifest(root)["episodes"]) if (root / MANIFEST).is_file() else 0
     if have < cfg.episodes:
         record(cfg.env_id, "random", cfg.episodes - have, root, seed=HELDOUT_GOAL_SEED + have,
-               frame_skip=cfg.action_repeat, imports=cfg.imports, progress=False)  # fmt: skip
+               frame_skip=cfg.action_repeat, imports=cfg.imports, image_size=cfg.frame_size or None,
+               progress=False)  # fmt: skip
     return root
 
 

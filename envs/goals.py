@@ -11,8 +11,8 @@ Three sources:
   set-state API; a reset with seed ``s`` picks held-out episode ``s mod N`` and a start step drawn from ``s``,
   so every policy evaluated on the same seeds gets the same starts and goals (a random policy included).
 
-`OfflineGoals` also reports ``info["distance"]`` (Euclidean distance of ``info["state"]`` to the recorded goal
-state, where the environment gives states) and ``info["is_success"]`` (that distance under
+`OfflineGoals` also reports ``info["distance"]`` (Euclidean distance of the state to the recorded goal state:
+``info["state"]``, or the observation where it is a state vector, as the recorder stores it) and ``info["is_success"]`` (that distance under
 ``success_distance``) unless the environment reports success itself.
 """
 
@@ -50,6 +50,14 @@ def _as_frame(value: Any, source: str) -> np.ndarray:
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (1, 3):
         raise ValueError(f"{source} must give a uint8 [H, W, C] goal image with C 1 or 3, got {frame.dtype} {frame.shape}")
     return frame
+
+
+def _state_observation(env: gym.Env, obs: Any) -> np.ndarray | None:
+    """The observation as a state vector when it is one (a flat float Box), as the recorder stores it."""
+    space = env.observation_space
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1 and np.issubdtype(space.dtype, np.floating):
+        return np.asarray(obs.detach().cpu().numpy() if hasattr(obs, "detach") else obs, np.float64)
+    return None
 
 
 class FunctionGoal(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
@@ -116,8 +124,9 @@ class OfflineGoals(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if self._goal_state is not None and "state" in info:
-            distance = float(np.linalg.norm(np.asarray(info["state"], np.float64) - self._goal_state))
+        state = info.get("state", _state_observation(self.env, obs))
+        if self._goal_state is not None and state is not None:
+            distance = float(np.linalg.norm(np.asarray(state, np.float64) - self._goal_state))
             info = {**info, "distance": distance}
             if "is_success" not in info and self.success_distance is not None:
                 info["is_success"] = distance <= self.success_distance

@@ -265,6 +265,10 @@ class _Recorder:
         self.episodes, self.seed, self.max_steps = options["episodes"], options["seed"], options["max_steps"]
         self.frame_skip, self.fps, self.lossless = options["frame_skip"], options["fps"], options["lossless"]
         self.imports, self.image_size = options["imports"], options["image_size"]
+        space = envs.single_observation_space
+        self.state_observations = (
+            isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1 and np.issubdtype(space.dtype, np.floating)
+        )
         self.slots: list[_Episode | None] = [None] * envs.num_envs
         self.started = 0
         self.writer: EpisodeWriter | None = None
@@ -302,7 +306,7 @@ class _Recorder:
         for slot, episode in enumerate(self.slots):
             if starting[slot] and episode is not None:
                 episode.frames.append(frames[slot])
-                episode.states.append(_info_at(infos, "state", slot))
+                episode.states.append(self._state(infos, self.obs, slot))
 
     def _assign_episodes(self, mask: np.ndarray) -> list[int | None]:
         """Give the next episodes to the sub-envs in ``mask`` while any are left; return their reset seeds."""
@@ -335,7 +339,7 @@ class _Recorder:
             step.frames.update(self._frames(obs, capture))
             step.infos.update(
                 {
-                    i: (_info_at(infos, "state", i), _success_at(infos, i))
+                    i: (self._state(infos, obs, i), _success_at(infos, i))
                     for i in np.flatnonzero(capture).tolist()
                 }
             )
@@ -364,6 +368,14 @@ class _Recorder:
             )
             finished[slot] = step.ended[slot] or out_of_time
         return finished
+
+    def _state(self, infos: dict[str, Any], obs: Any, i: int) -> Any:
+        """Sub-env i's ground-truth state: ``info["state"]``, else its observation when that is a state vector
+        (a flat float Box, as classic-control and MuJoCo envs give), else None."""
+        state = _info_at(infos, "state", i)
+        if state is None and self.state_observations:
+            state = np.asarray(_as_numpy(obs[i]), np.float32)
+        return state
 
     def _frames(self, obs: Any, mask: np.ndarray) -> dict[int, np.ndarray]:
         """uint8 [H, W, 3] frame of every sub-env in ``mask``."""

@@ -135,3 +135,16 @@ def test_reset_options_an_env_does_not_take_are_refused_not_ignored() -> None:
         ResetOptions(gym.make("torchwm/TwoRooms-v0"), {"diferent_rooms": True})
     with pytest.warns(UserWarning, match="does not declare the reset options"):
         ResetOptions(gym.make("CartPole-v1"), {"hard": True})
+
+
+def test_offline_goals_take_a_state_observation_as_the_state(tmp_path: Path) -> None:
+    from torchwm.envs.goals import OfflineGoals
+
+    record("PluginDot-v0", "random", 2, tmp_path, num_envs=1, max_steps=8, seed=900_000, imports=[PLUGIN],
+           image_size=32, progress=False)  # fmt: skip
+    entry = read_manifest(tmp_path)["episodes"][0]
+    assert entry["state_dim"] == 2  # the torch-tensor observation was stored as the ground-truth state
+    env = OfflineGoals(gym.make("PluginDot-v0"), tmp_path, offset=3, success_distance=10.0)
+    _, info = env.reset(seed=0)
+    _, _, _, _, step_info = env.step(np.zeros(2, np.float32))
+    assert 0 <= step_info["distance"] <= 2 * np.sqrt(2) and step_info["is_success"]

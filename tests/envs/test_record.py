@@ -151,9 +151,8 @@ def test_sb3_model_on_rendered_low_dim_env(tmp_path):
     manifest = read_manifest(tmp_path)
     assert manifest["frame_shape"] == [12, 12, 3] and manifest["action_space"]["kind"] == "box"
     episode = load_episode(tmp_path, manifest["episodes"][0]["name"])
-    assert (
-        episode.frames.shape == (7, 12, 12, 3) and episode.actions.shape == (6, 2) and episode.states is None
-    )
+    assert episode.frames.shape == (7, 12, 12, 3) and episode.actions.shape == (6, 2)
+    assert episode.states is not None and episode.states.shape == (7, 3)  # the state observation is the state
     assert np.abs(episode.actions).max() <= 1.0
 
 
