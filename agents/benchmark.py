@@ -24,7 +24,7 @@ from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.mpc import MPCAgent, greedy_one_step
 from torchwm.agents.planners import CEM, MPPI, CEMConfig, CostOn, MPPIConfig, SamplingPlanner
 from torchwm.envs.action_repeat import ActionRepeat
-from torchwm.envs.goals import FunctionGoal, OfflineGoals
+from torchwm.envs.goals import FunctionGoal, OfflineGoals, load_goal_function
 from torchwm.envs.pixels import PixelObservations
 from torchwm.envs.registration import TWO_ROOMS_ID
 from torchwm.envs.reset_options import ResetOptions
@@ -88,6 +88,9 @@ class PlanningBenchmarkConfig(Config):
     success_distance: float | None = None
     """``goal="offline"``: success when ``info["state"]`` is this close to the recorded goal state (None: only
     the environment's own ``is_success``)."""
+    episode_options: str = ""
+    """``module:function`` giving each episode's reset options from its seed (``options(seed) -> dict``), on
+    top of ``reset_options``; empty: the same options every episode."""
     threads: NonNegInt = 1
     """torch CPU threads while planning (1: a planning call's small matmuls run faster on one thread than
     split over two; 0: leave torch's setting). The previous setting is restored afterwards."""
@@ -146,6 +149,8 @@ class PlanningJob(Config):
     """Steps from the start to the goal on a held-out episode (default 25)."""
     success_distance: float | None = None
     """Offline goals: success within this state distance of the goal state."""
+    episode_options: str | None = None
+    """``module:function``: each episode's reset options from its seed."""
 
     def check(self) -> None:
         if not self.checkpoint:
@@ -155,7 +160,7 @@ class PlanningJob(Config):
         """The checkpoint's evaluation with this job's fields in place of its defaults."""
         direct = ("episodes", "max_steps", "seed", "planners", "horizon", "action_repeat", "gifs",
                   "threads", "baselines", "goal", "goal_function", "goal_episodes", "goal_offset",
-                  "success_distance")  # fmt: skip
+                  "success_distance", "episode_options")  # fmt: skip
         overrides: dict[str, Any] = {k: getattr(self, k) for k in direct if getattr(self, k) is not None}
         if self.env is not None:
             overrides["env_id"] = self.env
@@ -292,10 +297,12 @@ def _run_planning_benchmark(
     if cfg.baselines:
         methods["greedy_one_step"] = greedy_one_step(model, space, frame_history=model.frame_history)
         methods["random"] = RandomPolicy(space, seed=cfg.seed)
+    per_episode = load_goal_function(cfg.episode_options) if cfg.episode_options else None
     results: dict[str, Any] = {}
     for label, policy in methods.items():
         t0 = time.perf_counter()
-        res = evaluate(policy, lambda: make_benchmark_env(cfg), cfg.episodes, cfg.seed, cfg.max_steps)
+        res = evaluate(policy, lambda: make_benchmark_env(cfg), cfg.episodes, cfg.seed, cfg.max_steps,
+                       episode_options=per_episode)  # fmt: skip
         row = res.to_dict()
         row["wall_seconds"] = time.perf_counter() - t0
         results[label] = row

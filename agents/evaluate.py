@@ -140,6 +140,7 @@ def evaluate(
     success_key: str = "is_success",
     distance_key: str = "distance",
     goal_key: str = "goal_frame",
+    episode_options: Callable[[int], dict[str, Any] | None] | None = None,
 ) -> EvalResult:
     """Run ``policy`` closed loop for ``episodes`` seeded episodes of at most ``max_steps`` steps.
 
@@ -150,12 +151,18 @@ def evaluate(
         episodes: episodes to run; episode i is reset with ``seed + i``.
         record_frames: keep the observed frames of the first this-many episodes (for GIFs).
         success_key, distance_key, goal_key: info entries for success, distance to goal, goal image.
+        episode_options: reset options of each episode from its seed (``options(seed) -> dict``), for
+            per-episode task variants; needs one environment at a time (``num_envs=1``).
     """
     if episodes < 1 or max_steps < 1:
         raise ValueError(
             f"episodes and max_steps must be >= 1, got episodes={episodes}, max_steps={max_steps}"
         )
     venv, owned = _as_vector_env(env, num_envs)
+    if episode_options is not None and venv.num_envs != 1:
+        if owned:
+            venv.close()
+        raise ValueError(f"episode_options give each episode its own reset options: use num_envs=1, not {venv.num_envs}")
     keys = _InfoKeys(success_key, distance_key, goal_key)
     try:
         records: list[EpisodeRecord] = []
@@ -173,6 +180,7 @@ def evaluate(
                 deterministic,
                 record_frames,
                 keys,
+                episode_options,
             )
             records.extend(wave)
             all_ms.extend(wave_ms)
@@ -213,11 +221,13 @@ def _run_wave(
     deterministic: bool,
     record_frames: int,
     keys: _InfoKeys,
+    episode_options: Callable[[int], dict[str, Any] | None] | None = None,
 ) -> tuple[list[EpisodeRecord], list[float]]:
     """Episodes ``first .. first + count - 1`` started together on the sub-environments."""
     n = venv.num_envs
     seeds = [seed + first + j for j in range(n)]
-    obs, infos = venv.reset(seed=seeds)  # type: ignore[arg-type]  # vector envs take one seed per sub-env
+    options = None if episode_options is None else episode_options(seeds[0])
+    obs, infos = venv.reset(seed=seeds, options=options)  # type: ignore[arg-type]  # vector envs take one seed per sub-env
     if goal_from_info and keys.goal in infos and callable(getattr(policy, "set_goal", None)):
         policy.set_goal(np.asarray(infos[keys.goal]))  # type: ignore[attr-defined]
     track = _WaveTracker(n, count, recorded=max(0, min(count, record_frames - first)))

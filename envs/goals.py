@@ -31,15 +31,16 @@ GoalFunction = Callable[[gym.Env], Any]
 """``goal_fn(env) -> frame`` uint8 [H, W, C]: the goal image of the episode the env was just reset into."""
 
 
-def load_goal_function(ref: str) -> GoalFunction:
-    """``module:function`` -> the function (the error says which part is missing)."""
+def load_goal_function(ref: str) -> Callable[..., Any]:
+    """``module:function`` -> the function (a goal function, or any user hook given that way; the error says
+    which part is missing)."""
     if ":" not in ref:
-        raise ValueError(f"a goal function is given as 'module:function', got {ref!r}")
+        raise ValueError(f"a function is given as 'module:function', got {ref!r}")
     module, name = ref.split(":", 1)
     try:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot load the goal function {ref!r}: {err}") from err
+        raise ValueError(f"cannot load the function {ref!r}: {err}") from err
     if not callable(fn):
         raise ValueError(f"{ref!r} is not callable")
     return fn  # type: ignore[no-any-return]

@@ -148,3 +148,26 @@ def test_offline_goals_take_a_state_observation_as_the_state(tmp_path: Path) -> 
     _, info = env.reset(seed=0)
     _, _, _, _, step_info = env.step(np.zeros(2, np.float32))
     assert 0 <= step_info["distance"] <= 2 * np.sqrt(2) and step_info["is_success"]
+
+
+def test_evaluate_gives_each_episode_its_own_reset_options() -> None:
+    from torchwm.agents.evaluate import RandomPolicy, evaluate
+
+    import torchwm.envs  # noqa: F401
+
+    def make() -> gym.Env:
+        return gym.make("torchwm/TwoRooms-v0")
+
+    seen: list[int] = []
+
+    def options(seed: int) -> dict:
+        seen.append(seed)
+        return {"start": (0.25, 0.25), "goal": (0.3, 0.25)}  # the same start whatever the seed
+
+    space = make().action_space
+    result = evaluate(RandomPolicy(space, seed=0), make, 2, 1000, 3, record_frames=2, episode_options=options)
+    assert seen == [1000, 1001]
+    first = [r.frames[0] for r in result.records]  # type: ignore[index]
+    assert (first[0] == first[1]).all()  # different seeds, same fixed start
+    with pytest.raises(ValueError, match="use num_envs=1, not 2"):
+        evaluate(RandomPolicy(space), make, 2, 1000, 3, num_envs=2, episode_options=options)
