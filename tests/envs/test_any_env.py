@@ -171,3 +171,12 @@ def test_evaluate_gives_each_episode_its_own_reset_options() -> None:
     assert (first[0] == first[1]).all()  # different seeds, same fixed start
     with pytest.raises(ValueError, match="use num_envs=1, not 2"):
         evaluate(RandomPolicy(space), make, 2, 1000, 3, num_envs=2, episode_options=options)
+
+
+def test_offline_goals_from_the_command_line_record_their_held_out_episodes(plugin_model: Path, tmp_path: Path) -> None:
+    result = _bench(plugin_model, tmp_path, "--goal", "offline", "--goal-offset", "3", "--success-distance", "0.3")
+    manifest = read_manifest(tmp_path / "heldout_goals")
+    assert len(manifest["episodes"]) == 2 and manifest["frame_shape"] == [64, 64, 3]
+    assert min(e["info"]["seed"] for e in manifest["episodes"]) == 900_000  # never a training seed
+    for row in result["methods"].values():
+        assert row["final_distance"] is not None  # the state observation gives the distance to the goal state
