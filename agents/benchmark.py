@@ -151,6 +151,8 @@ class PlanningJob(Config):
     """Offline goals: success within this state distance of the goal state."""
     episode_options: str | None = None
     """``module:function``: each episode's reset options from its seed."""
+    imports: tuple[str, ...] | None = None
+    """More modules to import before the environment is made (``--import``; the checkpoint's come anyway)."""
 
     def check(self) -> None:
         if not self.checkpoint:
@@ -164,6 +166,9 @@ class PlanningJob(Config):
         overrides: dict[str, Any] = {k: getattr(self, k) for k in direct if getattr(self, k) is not None}
         if self.env is not None:
             overrides["env_id"] = self.env
+        if self.imports:
+            checkpoint_imports = DataFacts.from_checkpoint_config(read_config(resolve_checkpoint(self.checkpoint))).imports
+            overrides["imports"] = tuple(dict.fromkeys((*checkpoint_imports, *self.imports)))
         if self.different_rooms is not None:
             overrides["reset_options"] = (("different_rooms", True),) if self.different_rooms else ()
         cfg = benchmark_config_for(self.checkpoint, **overrides)

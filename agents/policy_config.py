@@ -84,6 +84,8 @@ class PolicyTrainingConfig(Config):
     """Show SB3's progress bar (rich and tqdm)."""
     tensorboard: bool = True
     """Write TensorBoard logs under out/tb."""
+    imports: tuple[str, ...] = ()
+    """Modules to import before ``env`` is made (plugins that register it; the checkpoint's come anyway)."""
     verbose: NonNegInt = 0
     """SB3 verbosity (0: quiet, 1: training tables)."""
 

@@ -31,6 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from torchwm.agents.policy_config import PolicyTrainingConfig
 from torchwm.agents.vec_env import SB3VecEnv, latent_vector_env
 from torchwm.envs.dream import LatentDreamVectorEnv
+from torchwm.envs.resolve import import_plugins
 from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import WorldModel
 
@@ -148,6 +149,7 @@ def train_policy(cfg: PolicyTrainingConfig, model: WorldModel | None = None) -> 
         torch.set_num_threads(cfg.threads)
     if model is None:
         model = load_world_model(cfg.checkpoint, cfg.device)
+    import_plugins((*model.data.imports, *cfg.imports))  # the checkpoint's plugin modules, and any more given
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     env, real_steps = _training_env(cfg, model)

@@ -151,9 +151,8 @@ def test_offline_goals_take_a_state_observation_as_the_state(tmp_path: Path) -> 
 
 
 def test_evaluate_gives_each_episode_its_own_reset_options() -> None:
-    from torchwm.agents.evaluate import RandomPolicy, evaluate
-
     import torchwm.envs  # noqa: F401
+    from torchwm.agents.evaluate import RandomPolicy, evaluate
 
     def make() -> gym.Env:
         return gym.make("torchwm/TwoRooms-v0")
