@@ -354,7 +354,8 @@ def plot_table(results: dict[str, Any], path: Path, title: str) -> None:
     hi = np.array([results[n]["success_ci95"][1] for n in names])
     ms = [results[n]["median_ms_per_step"] for n in names]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax1.bar(names, rate, yerr=[rate - lo, hi - rate], capsize=4, color="tab:blue")
+    # Wilson bounds can sit a rounding error past the rate (0 successes: lo ~ 1e-17 > 0): clip the bars at 0.
+    ax1.bar(names, rate, yerr=[np.clip(rate - lo, 0, None), np.clip(hi - rate, 0, None)], capsize=4, color="tab:blue")
     ax1.set_ylim(0, 1)
     ax1.set_ylabel("success rate (95% CI)")
     ax2.bar(names, ms, color="tab:orange")

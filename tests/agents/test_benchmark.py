@@ -123,3 +123,12 @@ def test_planning_benchmark_sets_its_threads_and_restores_them(monkeypatch: pyte
     before = torch.get_num_threads()
     benchmark.run_planning_benchmark("unused", "unused", PlanningBenchmarkConfig(threads=before + 1))
     assert seen == [before + 1] and torch.get_num_threads() == before
+
+
+def test_the_plot_takes_a_row_without_successes(tmp_path: Path) -> None:
+    from torchwm.agents.benchmark import plot_table
+    from torchwm.agents.evaluate import wilson_interval
+
+    rows = {"mpc": {"success_rate": 0.0, "success_ci95": list(wilson_interval(0, 50)), "median_ms_per_step": 30.0}}
+    plot_table(rows, tmp_path / "p.png", "no successes")  # Wilson's lower bound is ~1e-17 above 0 here
+    assert (tmp_path / "p.png").stat().st_size > 0
