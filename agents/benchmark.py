@@ -167,8 +167,7 @@ class PlanningJob(Config):
         if self.env is not None:
             overrides["env_id"] = self.env
         if self.imports:
-            checkpoint_imports = DataFacts.from_checkpoint_config(read_config(resolve_checkpoint(self.checkpoint))).imports
-            overrides["imports"] = tuple(dict.fromkeys((*checkpoint_imports, *self.imports)))
+            overrides["imports"] = self.imports
         if self.different_rooms is not None:
             overrides["reset_options"] = (("different_rooms", True),) if self.different_rooms else ()
         cfg = benchmark_config_for(self.checkpoint, **overrides)
@@ -202,7 +201,8 @@ def planner_configs(
 def benchmark_config_for(checkpoint: str | Path, **overrides: Any) -> PlanningBenchmarkConfig:
     """The evaluation a world-model checkpoint asks for: its environment, its frame skip as the action repeat,
     its recipe's planner, sample budget, horizon and step budget, and the environment's default reset
-    options; any field of `PlanningBenchmarkConfig` in ``overrides`` replaces what the checkpoint says."""
+    options; any field of `PlanningBenchmarkConfig` in ``overrides`` replaces what the checkpoint says
+    (``imports`` add to the checkpoint's)."""
     data = DataFacts.from_checkpoint_config(read_config(resolve_checkpoint(checkpoint)))
     planning = data.planning
     env_id = overrides.get("env_id", data.env_id or PlanningBenchmarkConfig.env_id)
@@ -216,6 +216,8 @@ def benchmark_config_for(checkpoint: str | Path, **overrides: Any) -> PlanningBe
             planners=(planning["planner"],), horizon=int(planning["horizon"]),
             max_steps=int(planning["max_steps"]), cem=cem, mppi=mppi,
         )  # fmt: skip
+    extra_imports = overrides.pop("imports", ())
+    fields["imports"] = tuple(dict.fromkeys((*data.imports, *extra_imports)))  # the checkpoint's, then more
     fields.update(overrides)
     return PlanningBenchmarkConfig(**fields)
 

@@ -101,8 +101,7 @@ def _env_factory(
     env: str | gymnasium.Env | Callable[[], gymnasium.Env],
 ) -> tuple[Callable[[], gymnasium.Env], bool]:
     """(factory, whether record owns and may vectorise and close the envs it makes)."""
-    if isinstance(env, str):
-        gymnasium.spec(env)  # resolved by `resolve_env_id` already
+    if isinstance(env, str):  # an id `resolve_env_id` has checked
         return functools.partial(_make_by_id, env), True
     if isinstance(env, gymnasium.Env):
         return (lambda: env), False

@@ -333,7 +333,7 @@ class FinetuneTask:
         return {"total": loss}
 
     def after_update(self, step: int) -> None:
-        pass
+        """Nothing to do after an update (fine-tuning has no EMA target)."""
 
     def extra_logs(self, step: int, log_now: bool) -> dict[str, float]:
         if step % self.steps_per_epoch == 0 or step == self.total:

@@ -65,6 +65,11 @@ class LoopSettings:
     throughput_name: str = "items_per_s"
     """Log column of the throughput (``clips_per_s``, ``seqs_per_s``, ...)."""
 
+    def lr_at(self, step: int) -> float:
+        """The learning rate of ``step``: linear warm-up to ``learning_rate``, then cosine decay to
+        ``min_learning_rate`` at ``total_steps`` (a parameter group's ``lr_scale`` multiplies it)."""
+        return warmup_cosine(step, self.total_steps, self.learning_rate, self.min_learning_rate, self.warmup_steps)
+
     @classmethod
     def of(cls, cfg: Any, total_steps: int, **fields: Any) -> LoopSettings:
         """The settings a trainer's config names the same way (``output_dir``, ``learning_rate``,
@@ -187,7 +192,7 @@ class TrainingLoop:
         """One optimiser step: learning rate, loss, NaN stop, backward, clip, step, after-update hook; the step
         count moves on by one. (`run` calls it; a benchmark may call it to time the trainer's own step.)"""
         s = self.settings
-        lr = warmup_cosine(self.step, s.total_steps, s.learning_rate, s.min_learning_rate, s.warmup_steps)
+        lr = s.lr_at(self.step)
         self.lr = lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -27,7 +27,6 @@ from torchwm.wm.encoders import prepare_frames
 from torchwm.wm.jepa import JEPA, ema_momentum, mask_spec
 from torchwm.wm.loop import LoopSettings, TrainingLoop
 from torchwm.wm.masks import make_masks
-from torchwm.wm.schedule import warmup_cosine
 
 
 def resolve_device(name: str) -> torch.device:
@@ -42,11 +41,6 @@ def use_bf16(cfg: JEPAConfig, device: torch.device) -> bool:
     if cfg.precision == "bf16":
         return True
     return cfg.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-
-
-def lr_at(cfg: JEPAConfig, step: int, total: int) -> float:
-    """Linear warm-up to ``learning_rate``, then cosine decay to ``min_learning_rate``."""
-    return warmup_cosine(step, total, cfg.learning_rate, cfg.min_learning_rate, cfg.warmup_steps)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -248,7 +248,6 @@ class WorldModelTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.run_dir = Path(cfg.output_dir)
         self.step = 0
-        self.monitor: dict[str, float] = {}
         self.last_terms: dict[str, float] = {}
         self.features: list[torch.Tensor] = []
         if cfg.freeze_encoder:

@@ -24,7 +24,8 @@ from torchwm.wm.checkpoint import (
 )
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.jepa import JEPA
-from torchwm.wm.trainer import JEPAAgent, JEPATask, lr_at
+from torchwm.wm.loop import LoopSettings
+from torchwm.wm.trainer import JEPAAgent, JEPATask
 
 
 def losses(run_dir: str | Path) -> dict[int, float]:
@@ -245,7 +246,8 @@ def test_malicious_trainer_state_is_refused_and_not_run(trained: JEPAConfig, tmp
 
 def test_lr_schedule_warms_up_then_decays(tiny_cfg: JEPAConfig) -> None:
     cfg = dataclasses.replace(tiny_cfg, learning_rate=1e-3, min_learning_rate=1e-5, warmup_steps=10)
-    lrs = [lr_at(cfg, s, 100) for s in range(100)]
+    settings = LoopSettings.of(cfg, 100)  # what the training loop schedules for this config
+    lrs = [settings.lr_at(s) for s in range(100)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert max(lrs) == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
