@@ -22,7 +22,7 @@ import torch
 from torchwm.agents.evaluate import RandomPolicy, evaluate
 from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.mpc import MPCAgent, greedy_one_step
-from torchwm.agents.planners import CEM, MPPI, CEMConfig, CostOn, MPPIConfig, SamplingPlanner
+from torchwm.agents.planners import CEM, MPPI, CEMConfig, CostKind, CostOn, MPPIConfig, SamplingPlanner
 from torchwm.envs.action_repeat import ActionRepeat
 from torchwm.envs.goals import FunctionGoal, OfflineGoals, load_goal_function
 from torchwm.envs.pixels import PixelObservations
@@ -61,6 +61,12 @@ class PlanningBenchmarkConfig(Config):
     """MPC planners to evaluate."""
     horizon: PositiveInt = 8
     """Planning horizon of the MPC planners."""
+    context_steps: PositiveInt = 1
+    """Latent steps the planners' rollouts start from (the current one and those before it, with the actions
+    taken between them; `MPCAgent`'s ``context_steps``)."""
+    also_context_steps: tuple[PositiveInt, ...] = ()
+    """Also evaluate the first planner from these latent histories (rows ``mpc_<planner>_context<C>``), to
+    compare with ``context_steps`` on the same episodes."""
     cem: CEMConfig = CEMConfig()
     """CEM settings (its horizon is replaced by ``horizon``)."""
     mppi: MPPIConfig = MPPIConfig()
@@ -121,6 +127,8 @@ class PlanningJob(Config):
     """Planners to evaluate (default: the recipe's)."""
     horizon: PositiveInt | None = None
     """Planning horizon in model steps (default: the recipe's)."""
+    context_steps: PositiveInt | None = None
+    """Latent history the rollouts start from, in model steps (default: the recipe's)."""
     action_repeat: PositiveInt | None = None
     """Environment steps per action (default: the checkpoint's frame skip)."""
     samples: PositiveInt | None = None
@@ -131,6 +139,9 @@ class PlanningJob(Config):
     """Refinement iterations per planning call (default: each planner's)."""
     cost_on: CostOn | None = None
     """Latent cost of the ``final`` step or the ``sum`` over the horizon (default: sum)."""
+    cost: CostKind | None = None
+    """What the planners minimise: ``latent_l2`` to the goal image (the default), ``latent_l1``, or ``reward``
+    (minus the reward head's predicted reward: no goal needed)."""
     different_rooms: bool | None = None
     """TwoRooms: start and goal in different rooms (default: on for TwoRooms)."""
     gifs: NonNegInt | None = None
@@ -160,7 +171,7 @@ class PlanningJob(Config):
 
     def benchmark_config(self) -> PlanningBenchmarkConfig:
         """The checkpoint's evaluation with this job's fields in place of its defaults."""
-        direct = ("episodes", "max_steps", "seed", "planners", "horizon", "action_repeat", "gifs",
+        direct = ("episodes", "max_steps", "seed", "planners", "horizon", "context_steps", "action_repeat", "gifs",
                   "threads", "baselines", "goal", "goal_function", "goal_episodes", "goal_offset",
                   "success_distance", "episode_options")  # fmt: skip
         overrides: dict[str, Any] = {k: getattr(self, k) for k in direct if getattr(self, k) is not None}
@@ -171,10 +182,10 @@ class PlanningJob(Config):
         if self.different_rooms is not None:
             overrides["reset_options"] = (("different_rooms", True),) if self.different_rooms else ()
         cfg = benchmark_config_for(self.checkpoint, **overrides)
-        if any(v is not None for v in (self.samples, self.elites, self.iterations, self.cost_on)):
+        if any(v is not None for v in (self.samples, self.elites, self.iterations, self.cost_on, self.cost)):
             cem, mppi = planner_configs(
                 self.samples or cfg.mppi.num_samples, self.cost_on or cfg.mppi.cost_on,
-                self.elites or 0, self.iterations or 0,
+                self.elites or 0, self.iterations or 0, self.cost or cfg.mppi.cost,
             )  # fmt: skip
             cfg = replace(cfg, cem=cem, mppi=mppi)
         return cfg
@@ -187,12 +198,17 @@ DEFAULT_RESET_OPTIONS: dict[str, tuple[tuple[str, Any], ...]] = {
 
 
 def planner_configs(
-    num_samples: int, cost_on: CostOn = "sum", num_elites: int = 0, iterations: int = 0
+    num_samples: int, cost_on: CostOn = "sum", num_elites: int = 0, iterations: int = 0,
+    cost: CostKind = "latent_l2",
 ) -> tuple[CEMConfig, MPPIConfig]:
     """CEM and MPPI settings for a sample budget: elites an eighth of the samples for MPPI and a tenth for
     CEM unless ``num_elites`` is given; each planner's default iterations unless ``iterations`` is."""
-    cem = CEMConfig(num_samples=num_samples, num_elites=num_elites or max(num_samples // 10, 2), cost_on=cost_on)
-    mppi = MPPIConfig(num_samples=num_samples, num_elites=num_elites or max(num_samples // 8, 2), cost_on=cost_on)
+    cem = CEMConfig(
+        num_samples=num_samples, num_elites=num_elites or max(num_samples // 10, 2), cost_on=cost_on, cost=cost
+    )
+    mppi = MPPIConfig(
+        num_samples=num_samples, num_elites=num_elites or max(num_samples // 8, 2), cost_on=cost_on, cost=cost
+    )
     if iterations:
         cem, mppi = replace(cem, iterations=iterations), replace(mppi, iterations=iterations)
     return cem, mppi
@@ -215,6 +231,7 @@ def benchmark_config_for(checkpoint: str | Path, **overrides: Any) -> PlanningBe
         fields.update(
             planners=(planning["planner"],), horizon=int(planning["horizon"]),
             max_steps=int(planning["max_steps"]), cem=cem, mppi=mppi,
+            context_steps=int(planning.get("context_steps", 1)),
         )  # fmt: skip
     extra_imports = overrides.pop("imports", ())
     fields["imports"] = tuple(dict.fromkeys((*data.imports, *extra_imports)))  # the checkpoint's, then more
@@ -287,7 +304,8 @@ def _run_planning_benchmark(
         cfg = replace(cfg, goal_episodes=str(heldout_goal_episodes(cfg, out)))
     model = PlanningModel(load_world_model(checkpoint))
     env = make_benchmark_env(cfg)
-    if cfg.planners and "goal_frame" not in env.reset(seed=cfg.seed)[1]:
+    needs_goal = cfg.planners and needs_goal_image(cfg)
+    if needs_goal and "goal_frame" not in env.reset(seed=cfg.seed)[1]:
         raise ValueError(
             f"{cfg.env_id}'s reset info has no 'goal_frame', so the planners have no goal image: take goals from a "
             "function of the env (--goal function --goal-function module:function) or from held-out recorded "
@@ -299,10 +317,18 @@ def _run_planning_benchmark(
     methods: dict[str, Any] = {}
     for name in cfg.planners:
         methods[f"mpc_{name}"] = MPCAgent(
-            model, _planner(name, model, space, cfg), frame_history=model.frame_history
+            model, _planner(name, model, space, cfg), frame_history=model.frame_history,
+            context_steps=cfg.context_steps,
+        )  # fmt: skip
+    for steps in cfg.also_context_steps:
+        first = cfg.planners[0]
+        methods[f"mpc_{first}_context{steps}"] = MPCAgent(
+            model, _planner(first, model, space, cfg), frame_history=model.frame_history, context_steps=steps
         )
     if cfg.baselines:
-        methods["greedy_one_step"] = greedy_one_step(model, space, frame_history=model.frame_history)
+        methods["greedy_one_step"] = greedy_one_step(
+            model, space, frame_history=model.frame_history, cost=cfg.mppi.cost
+        )
         methods["random"] = RandomPolicy(space, seed=cfg.seed)
     per_episode = load_goal_function(cfg.episode_options) if cfg.episode_options else None
     results: dict[str, Any] = {}
@@ -333,9 +359,15 @@ def _run_planning_benchmark(
     if cfg.gifs and cfg.planners:
         first = cfg.planners[0]
         for i in range(cfg.gifs):
-            agent = MPCAgent(model, _planner(first, model, space, cfg), frame_history=model.frame_history)
+            agent = MPCAgent(model, _planner(first, model, space, cfg), frame_history=model.frame_history,
+                             context_steps=cfg.context_steps)  # fmt: skip
             render_episode(agent, make_benchmark_env(cfg), cfg.seed + i, cfg.max_steps, out / f"episode_{i}")
     return summary
+
+
+def needs_goal_image(cfg: PlanningBenchmarkConfig) -> bool:
+    """Whether the benchmark's planners minimise a distance to a goal image (not the predicted reward)."""
+    return any(getattr(cfg, name).cost != "reward" for name in cfg.planners)
 
 
 def _maybe(value: float | None) -> str:
@@ -370,6 +402,13 @@ def plot_table(results: dict[str, Any], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _beside(frame: np.ndarray, goal: np.ndarray | None) -> np.ndarray:
+    """The frame and, if there is one, the goal image to its right."""
+    if goal is None:
+        return frame
+    return np.concatenate([frame, np.full((frame.shape[0], 2, 3), 255, np.uint8), goal], axis=1)
+
+
 def render_episode(agent: MPCAgent, env: gym.Env, seed: int, max_steps: int, stem: Path) -> dict[str, Any]:
     """One MPC episode as ``stem.gif`` (frame | goal) and ``stem_distance.png`` (latent distances)."""
     import imageio.v3 as iio
@@ -379,8 +418,9 @@ def render_episode(agent: MPCAgent, env: gym.Env, seed: int, max_steps: int, ste
     import matplotlib.pyplot as plt
 
     obs, info = env.reset(seed=seed)
-    goal = info["goal_frame"]
-    agent.set_goal(goal)
+    goal = info.get("goal_frame")  # None: a reward-cost planner, nothing to show beside the frame
+    if goal is not None:
+        agent.set_goal(goal)
     agent.record_distance = True
     frames, measured, predicted, success = [], [], [], False
     for t in range(max_steps):
@@ -388,12 +428,12 @@ def render_episode(agent: MPCAgent, env: gym.Env, seed: int, max_steps: int, ste
         assert agent.last_latent_distance is not None and agent.last_predicted_distance is not None
         measured.append(float(np.ravel(agent.last_latent_distance)[0]))
         predicted.append(float(np.ravel(agent.last_predicted_distance)[0]))
-        frames.append(np.concatenate([obs, np.full((obs.shape[0], 2, 3), 255, np.uint8), goal], axis=1))
+        frames.append(_beside(obs, goal))
         obs, _, terminated, truncated, info = env.step(action)
         success = bool(info.get("is_success", False))
         if terminated or truncated:
             break
-    frames.append(np.concatenate([obs, np.full((obs.shape[0], 2, 3), 255, np.uint8), goal], axis=1))
+    frames.append(_beside(obs, goal))
     big = [np.kron(f, np.ones((3, 3, 1), np.uint8)) for f in frames]
     iio.imwrite(f"{stem}.gif", np.stack(big), duration=80, loop=0)
     fig, ax = plt.subplots(figsize=(5, 3))

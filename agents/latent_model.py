@@ -24,8 +24,16 @@ class PlanningModel:
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         return self.world_model.encode(frames)[:, -1]
 
-    def rollout(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.world_model.rollout(z, actions)
+    def rollout(
+        self, z: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.world_model.rollout(z, actions, past_actions)
+
+    def rollout_candidates(
+        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """S candidates of each context: [B, Tc, K, D], [B, S, H, A] -> [B, S, H, K, D] (the context once)."""
+        return self.world_model.rollout_candidates(z_context, actions, past_actions)
 
     def reward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.world_model.reward(z, actions)

@@ -35,6 +35,10 @@ class MPCAgent:
             or per step through a ``"goal_pixels"``/``"goal"`` entry of a dict observation).
         frame_history: frames T of history handed to ``model.encode`` (padded with the first
             frame of the episode).
+        context_steps: latent steps C the planner's rollouts start from: the current latent and the C-1
+            before it, with the actions taken between them (the episode's first latent and zero actions
+            before its start), so that the dynamics can read velocity from the history. 1: the current
+            latent alone. Above 1 the model needs ``rollout_candidates`` (`PlanningModel` has it).
         prior_policy: optional object with SB3's ``predict`` on the same observations; its action,
             held for the whole horizon, becomes one prior candidate (needs
             ``planner.config.policy_prior_samples >= 1``).
@@ -51,14 +55,18 @@ class MPCAgent:
         prior_policy: PredictPolicy | None = None,
         seed: int | None = 0,
         record_distance: bool = False,
+        context_steps: int = 1,
     ) -> None:
         if frame_history < 1:
             raise ValueError(f"frame_history must be >= 1, got {frame_history}")
+        if context_steps < 1:
+            raise ValueError(f"context_steps must be >= 1, got {context_steps}")
         if prior_policy is not None and planner.config.policy_prior_samples == 0:
             raise ValueError("prior_policy needs planner.config.policy_prior_samples >= 1, got 0")
         self.model = model
         self.planner = planner
         self.frame_history = frame_history
+        self.context_steps = context_steps
         self.prior_policy = prior_policy
         self.record_distance = record_distance
         self._generator = torch.Generator(device=planner.device)
@@ -67,6 +75,8 @@ class MPCAgent:
         self._frames: np.ndarray | None = None  # (B, T, H, W, C) uint8
         self._plans: np.ndarray | None = None  # (B, H, A) float32, action units
         self._cursor: np.ndarray | None = None  # (B,) next step of each plan
+        self._latents: torch.Tensor | None = None  # (B, C, K, D) latent history, with context_steps > 1
+        self._taken: np.ndarray | None = None  # (B, C-1, A) actions taken between those latents
         self._goal_frames: np.ndarray | None = None  # (G, H, W, C), G = 1 or B
         self._z_goal: torch.Tensor | None = None  # (G, K, D)
         self.last_plan_ms: float = 0.0
@@ -101,12 +111,17 @@ class MPCAgent:
             self.set_goal(goal)
         starts = self._episode_starts(frames, episode_start)
         self._push_frames(frames, starts)
+        if self.context_steps > 1:
+            self._push_latents(starts)
         assert self._cursor is not None and self._plans is not None
         replan = starts | (self._cursor >= self.planner.config.replan_every)
         if replan.any():
             self._replan(np.flatnonzero(replan), observation)
         actions = self._plans[np.arange(len(frames)), self._cursor]  # (B, A)
         self._cursor += 1
+        if self._taken is not None and self._taken.shape[1]:
+            self._taken[:, :-1] = self._taken[:, 1:]
+            self._taken[:, -1] = actions
         return (actions[0] if single else actions), state
 
     def set_goal(self, goal_frames: np.ndarray | torch.Tensor) -> None:
@@ -132,7 +147,8 @@ class MPCAgent:
 
     def reset(self) -> None:
         """Forget every history, plan and warm start (the goal is kept)."""
-        self._frames = self._plans = self._cursor = None
+        self._frames = self._plans = self._cursor = self._taken = None
+        self._latents = None
         self.planner.reset()
 
     # --- steps of predict ---------------------------------------------------------------------
@@ -168,15 +184,38 @@ class MPCAgent:
         if starts.any():
             self.planner.reset(np.flatnonzero(starts))
 
+    def _push_latents(self, starts: np.ndarray) -> None:
+        """Encode every environment's current step and append it to the latent history; environments that
+        start an episode get a history of their first latent and zero actions."""
+        assert self._frames is not None
+        z = self._encode(self._frames)  # (B, K, D)
+        batch, c = len(z), self.context_steps
+        if self._latents is None or self._latents.shape[0] != batch or self._latents.shape[2:] != z.shape[1:]:
+            self._latents = z[:, None].repeat(1, c, 1, 1)
+            self._taken = np.zeros((batch, c - 1, self.planner.action_size), np.float32)
+            return
+        assert self._taken is not None
+        self._latents = torch.cat([self._latents[:, 1:], z[:, None]], dim=1)
+        rows = torch.as_tensor(np.flatnonzero(starts), device=z.device)
+        self._latents[rows] = z[rows, None]
+        self._taken[starts] = 0.0
+
     def _replan(self, rows: np.ndarray, observation: Observation) -> None:
         """Encode the histories of ``rows``, plan for them at once, store their plans."""
         assert self._frames is not None and self._plans is not None and self._cursor is not None
         start = time.perf_counter()
         with torch.inference_mode():
-            z = self._encode(self._frames[rows])  # (b, K, D)
+            past = None
+            if self._latents is not None and self._taken is not None:
+                index = torch.as_tensor(rows, device=self._latents.device)
+                history = self._latents[index]  # (b, C, K, D)
+                z = history[:, -1]
+                past = torch.from_numpy(self._taken[rows]).to(self.planner.device)
+            else:
+                z = history = self._encode(self._frames[rows])  # (b, K, D)
             z_goal = self._goal_latents(rows, len(self._frames))
             prior = self._prior_actions(observation, rows)
-            plan = self.planner.plan(z, z_goal, self._generator, prior, env_indices=rows)
+            plan = self.planner.plan(history, z_goal, self._generator, prior, env_indices=rows, past_actions=past)
             self._plans[rows] = plan.float().cpu().numpy()
             self._record_distances(rows, z, z_goal)
         self._cursor[rows] = 0

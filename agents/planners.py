@@ -221,21 +221,27 @@ class SamplingPlanner:
         generator: torch.Generator | None = None,
         prior_actions: torch.Tensor | None = None,
         env_indices: torch.Tensor | np.ndarray | list[int] | None = None,
+        past_actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Plan for B environments at once.
 
         Args:
-            z: current latents ``[B, K, D]``.
+            z: current latents ``[B, K, D]``, or a latent history ``[B, C, K, D]`` ending at the current step
+                (the model sees the C steps; needs a model with ``rollout_candidates``, as `PlanningModel`).
             z_goal: goal latents ``[B, K, D]`` (needed by the latent costs, ignored by ``reward``).
             generator: source of the sampling noise (on the planner's device); same seed, same plan.
             prior_actions: prior sequences ``[B, P, H, A]`` in action units; overrides the ``prior`` callable.
             env_indices: ``[B]`` which warm-start slots these rows are (default ``0..B-1``).
+            past_actions: ``[B, C-1, A]`` the actions taken between the steps of a latent history (zeros if
+                not given).
 
         Returns:
             The planned action sequences ``[B, H, A]`` in action units, inside the bounds.
         """
+        history = z if z.ndim == 4 else None
+        z = z[:, -1] if z.ndim == 4 else z  # the current step
         self._check_latents(z, z_goal)
-        check_finite("plan's z", z)
+        check_finite("plan's z", z if history is None else history)
         if z_goal is not None:
             check_finite("plan's z_goal", z_goal)
         z = z.to(self.device)
@@ -244,10 +250,10 @@ class SamplingPlanner:
         with torch.inference_mode():
             prior = self._prior_candidates(z, prior_actions)
             mean, std = self._initial_distribution(idx, z.dtype)
-            z_rep = z.repeat_interleave(self.config.num_samples, dim=0)  # ((B S), K, D)
+            context = self._context(z, history, past_actions)
             for _ in range(self.config.iterations):
                 candidates = self._sample(mean, std, prior, generator)  # (B, S, H, A)
-                costs = self._evaluate(z_rep, z_goal, candidates)  # (B, S)
+                costs = self._evaluate(context, z_goal, candidates)  # (B, S)
                 mean, std = self._refit(candidates, costs, mean, std)
             self.last_cost = costs.min(dim=1).values
             self._remember(idx, mean)
@@ -255,9 +261,28 @@ class SamplingPlanner:
 
     # --- steps of plan -----------------------------------------------------------------------
 
+    def _context(
+        self, z: torch.Tensor, history: torch.Tensor | None, past_actions: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What every candidate continues: the latent history ``[B, C, K, D]`` (``[B, 1, K, D]`` without one)
+        and the actions between its steps ``[B, C-1, A]`` (None: zeros), on the planner's device."""
+        if history is None:
+            if past_actions is not None:
+                raise ValueError("past_actions need a latent history z [B, C, K, D] to go between")
+            return z[:, None], None
+        if not callable(getattr(self.model, "rollout_candidates", None)) and history.shape[1] > 1:
+            raise TypeError(
+                f"planning from a latent history needs a model with rollout_candidates(z_context, actions, "
+                f"past_actions); {type(self.model).__name__} has none (pass the current latent z [B, K, D])"
+            )
+        if past_actions is not None:
+            past_actions = torch.as_tensor(past_actions, device=self.device, dtype=z.dtype)
+            check_finite("plan's past_actions", past_actions)
+        return history.to(self.device), past_actions
+
     def _check_latents(self, z: torch.Tensor, z_goal: torch.Tensor | None) -> None:
         if z.ndim != 3:
-            raise ValueError(f"z must be [B, K, D], got shape {tuple(z.shape)}")
+            raise ValueError(f"z must be [B, K, D] (or a history [B, C, K, D]), got shape {tuple(z.shape)}")
         if self.config.cost == "reward":
             return
         if z_goal is None:
@@ -331,12 +356,21 @@ class SamplingPlanner:
         return torch.cat([prior, samples], dim=1) if prior.shape[1] else samples
 
     def _evaluate(
-        self, z_rep: torch.Tensor, z_goal: torch.Tensor | None, candidates: torch.Tensor
+        self,
+        context: tuple[torch.Tensor, torch.Tensor | None],
+        z_goal: torch.Tensor | None,
+        candidates: torch.Tensor,
     ) -> torch.Tensor:
-        """Costs ``[B, S]`` of normalised candidates ``[B, S, H, A]`` from ONE batched rollout."""
+        """Costs ``[B, S]`` of normalised candidates ``[B, S, H, A]`` from ONE batched rollout of the context."""
         batch, samples = candidates.shape[:2]
-        actions = rearrange(self._to_actions(candidates), "b s h a -> (b s) h a")
-        z_pred = self.model.rollout(z_rep, actions)  # ((B S), H, K, D)
+        history, past = context
+        sequences = self._to_actions(candidates)  # (B, S, H, A)
+        actions = rearrange(sequences, "b s h a -> (b s) h a")
+        if callable(getattr(self.model, "rollout_candidates", None)):
+            z_pred = self.model.rollout_candidates(history, sequences, past)  # type: ignore[attr-defined]
+            z_pred = rearrange(z_pred, "b s h k d -> (b s) h k d")
+        else:  # a plain WorldModelLike: the current latent repeated for every candidate
+            z_pred = self.model.rollout(history[:, -1].repeat_interleave(samples, dim=0), actions)
         if z_pred.ndim != 4 or z_pred.shape[:2] != actions.shape[:2]:
             raise ValueError(
                 f"model.rollout must return [B*S, H, K, D] with B*S, H = {tuple(actions.shape[:2])}, got {tuple(z_pred.shape)}"

@@ -211,6 +211,16 @@ def _cmd_bench_planning(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_suite(args: argparse.Namespace) -> int:
+    import torchwm.envs  # noqa: F401  (registers the built-in environments)
+    from torchwm.suite import SuiteJob, run_suite
+
+    job = config_from_args(args, SuiteJob)
+    run_suite(job)
+    print(f"table in {job.results} (plot {job.results.removesuffix('.json')}.png)")
+    return 0
+
+
 def _cmd_train_policy(args: argparse.Namespace) -> int:
     from torchwm.agents.policy_config import PolicyTrainingConfig
     from torchwm.agents.train_policy import train_policy
@@ -312,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     bp = bsub.add_parser("planning", help="closed-loop MPC vs random and greedy baselines")
     add_config_arguments(bp, _config_class("torchwm.agents.benchmark:PlanningJob"))
     bp.set_defaults(func=_cmd_bench_planning)
+    bs = bsub.add_parser("suite", help="one recipe trained and planned on every environment of the suite (resumable)")
+    add_config_arguments(bs, _config_class("torchwm.suite:SuiteJob"))
+    bs.set_defaults(func=_cmd_bench_suite)
     return parser
 
 

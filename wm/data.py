@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.data import Dataset
 from torchwm.wm.config import JEPAConfig
+from torchwm.wm.episodes import decord_module
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov")
@@ -172,7 +173,7 @@ class VideoFolder(Dataset):
         self._readers: dict[Path, Any] = {}
 
     def _length(self, path: Path) -> int | None:
-        import decord
+        decord = decord_module()
 
         try:
             return len(decord.VideoReader(str(path), num_threads=1))
@@ -184,7 +185,7 @@ class VideoFolder(Dataset):
         return len(self.clips)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        import decord
+        decord = decord_module()
 
         # A file that opened but fails to decode (cut short after its index, say) is skipped (warned once) and
         # the next readable clip is used instead.
@@ -201,7 +202,7 @@ class VideoFolder(Dataset):
 
     def _decode(self, path: Path, start: int) -> torch.Tensor:
         """uint8 frames [T, image_size, image_size, C] of the clip starting at frame ``start`` of ``path``."""
-        import decord
+        decord = decord_module()
 
         width = _decord_width(self.size)
         reader = self._readers.get(path)

@@ -1,7 +1,9 @@
 """Action-conditioned dynamics: a block-causal transformer over per-step latents, with a key/value cache.
 
 Each time step t is a block of K latent tokens followed by one action token (and an optional
-proprioception token). Tokens of step t attend to every token of steps <= t and to nothing later,
+proprioception token); or, with ``action_token=False``, of the K latent tokens alone, the action (and
+proprioception) embedding added to every one of them, as DINO-WM conditions its patch tokens on the action.
+Tokens of step t attend to every token of steps <= t and to nothing later,
 so the outputs at step t's latent positions predict z_{t+1} from (z_<=t, a_<=t). During a rollout,
 the keys and values of earlier steps are cached: step h costs one step of compute, not h.
 """
@@ -22,15 +24,23 @@ class KVBuffer:
     ``[B, heads, L_max, d]``, filled up to ``length`` tokens. Extending it writes in place, where a list cache
     concatenates (a copy of everything so far at every step)."""
 
-    def __init__(self, cache: KVCache, max_tokens: int) -> None:
+    def __init__(self, layers: int, batch: int, heads: int, max_tokens: int, head_dim: int, like: torch.Tensor) -> None:
+        self.keys = [like.new_empty(batch, heads, max_tokens, head_dim) for _ in range(layers)]
+        self.values = [like.new_empty(batch, heads, max_tokens, head_dim) for _ in range(layers)]
+        self.length = 0
+
+    @classmethod
+    def of(cls, cache: KVCache, max_tokens: int, repeat: int = 1) -> KVBuffer:
+        """A buffer holding ``cache`` (per layer ``[B, h, L, d]``), each row repeated ``repeat`` times in a row
+        (``[B * repeat, h, L_max, d]``): a context computed once serves every candidate that continues it."""
         keys, _ = cache[0]
         b, h, length, d = keys.shape
-        self.keys = [keys.new_empty(b, h, max_tokens, d) for _ in cache]
-        self.values = [keys.new_empty(b, h, max_tokens, d) for _ in cache]
+        buffer = cls(len(cache), b * repeat, h, max_tokens, d, keys)
         for i, (k, v) in enumerate(cache):
-            self.keys[i][:, :, :length] = k
-            self.values[i][:, :, :length] = v
-        self.length = length
+            buffer.keys[i].view(b, repeat, h, max_tokens, d)[:, :, :, :length] = k[:, None]
+            buffer.values[i].view(b, repeat, h, max_tokens, d)[:, :, :, :length] = v[:, None]
+        buffer.length = length
+        return buffer
 
 
 def small_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -96,18 +106,20 @@ class DynamicsPredictor(nn.Module):
         max_steps: int = 64,
         proprio_dim: int = 0,
         residual: bool = True,
+        action_token: bool = True,
+        mlp_ratio: float = 4.0,
     ) -> None:
         super().__init__()
         self.k, self.width, self.max_steps = tokens_per_step, width, max_steps
         self.residual = residual
+        self.action_token = action_token
         self.has_proprio = proprio_dim > 0
         self.latent_in = nn.Linear(latent_dim, width)
         self.action_in = nn.Linear(action_dim, width)
         self.proprio_in = nn.Linear(proprio_dim, width) if self.has_proprio else None
-        n_slots = tokens_per_step + 1 + int(self.has_proprio)
-        self.slot_embed = nn.Parameter(torch.zeros(n_slots, width))  # which token of a step
+        self.slot_embed = nn.Parameter(torch.zeros(self.tokens_per_block, width))  # which token of a step
         self.register_buffer("time_embed", sincos_1d(width, torch.arange(max_steps)), persistent=False)
-        self.blocks = nn.ModuleList(CachedBlock(width, num_heads) for _ in range(depth))
+        self.blocks = nn.ModuleList(CachedBlock(width, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, latent_dim)
         self.apply(init_weights)
@@ -115,12 +127,13 @@ class DynamicsPredictor(nn.Module):
 
     @property
     def tokens_per_block(self) -> int:
-        return self.k + 1 + int(self.has_proprio)
+        """Tokens of one time step: K latents, then the action and proprioception tokens if they are tokens."""
+        return self.k + (1 + int(self.has_proprio) if self.action_token else 0)
 
     def _tokens(
         self, z: torch.Tensor, a: torch.Tensor, t0: int, proprio: torch.Tensor | None
     ) -> torch.Tensor:
-        """z [B, T, K, D], a [B, T, A] -> tokens [B, T * (K+1), W] for steps t0 .. t0+T-1."""
+        """z [B, T, K, D], a [B, T, A] -> tokens [B, T * tokens_per_block, W] for steps t0 .. t0+T-1."""
         steps = z.shape[1]
         if t0 + steps > self.max_steps:
             raise ValueError(
@@ -130,11 +143,15 @@ class DynamicsPredictor(nn.Module):
         if self.has_proprio:
             if proprio is None:
                 raise ValueError(
-                    "this predictor was built with a proprioception token; pass proprio [B, T, P]"
+                    "this predictor was built with a proprioception input; pass proprio [B, T, P]"
                 )
             assert self.proprio_in is not None  # has_proprio says it was built
             parts.append(self.proprio_in(proprio).unsqueeze(2))
-        x = torch.cat(parts, dim=2) + self.slot_embed + self.time_embed[t0 : t0 + steps, None, :]
+        if self.action_token:
+            x = torch.cat(parts, dim=2)
+        else:  # the conditioning added to every latent token: K tokens a step, not K + 1
+            x = parts[0] + sum(parts[1:])
+        x = x + self.slot_embed + self.time_embed[t0 : t0 + steps, None, :]
         return rearrange(x, "b t s w -> b (t s) w")
 
     def _mask(self, new_steps: int, past_steps: int, device: torch.device) -> torch.Tensor:
@@ -184,3 +201,10 @@ class DynamicsPredictor(nn.Module):
         buffer.length += s
         out = self.head(self.norm(x[:, None, : self.k]))
         return z + out if self.residual else out
+
+    def empty_buffer(self, batch: int, steps: int, like: torch.Tensor) -> KVBuffer:
+        """A rollout buffer with room for ``steps`` steps of ``batch`` sequences."""
+        block = self.blocks[0]
+        assert isinstance(block, CachedBlock)
+        heads = block.num_heads
+        return KVBuffer(len(self.blocks), batch, heads, steps * self.tokens_per_block, self.width // heads, like)

@@ -62,8 +62,16 @@ NPZ_LOAD_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
 
 
 def decord_module():  # noqa: ANN201
-    """decord, imported on first use: it bundles an old zlib that, once loaded, breaks PNG reading in
-    pygame (used by gymnasium's classic-control renderers), so only code that decodes video loads it."""
+    """decord, imported on first use, after pygame's image module where pygame is installed.
+
+    decord bundles an old zlib; loaded first, it breaks PNG reading in pygame (gymnasium's classic-control
+    renderers load PNG assets: Pendulum-v1 failed with "Error reading the PNG file" in any process that had
+    decoded a video before). With pygame's libpng loaded first both work (checked with decord 0.6 and
+    pygame 2.6), so every decord import goes through here."""
+    try:
+        import pygame.image  # noqa: F401
+    except ImportError:
+        pass
     import decord
 
     return decord

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from torchwm.wm.config import JEPAConfig
-from torchwm.wm.config_base import Config, PositiveInt
+from torchwm.wm.config_base import Config, PositiveFloat, PositiveInt
 from torchwm.wm.wm_trainer import WorldModelConfig
 from torchwm.wm.world_model import DynamicsShape
 
@@ -44,6 +44,8 @@ class PlanningDefaults(Config):
     150 ms a call on one thread): `benchmarks/results/planning_tworooms_mppi_50x2_seeds.json`."""
     horizon: PositiveInt = 8
     """Model steps planned ahead (each ``frame_skip`` environment steps)."""
+    context_steps: PositiveInt = 1
+    """Latent steps a planned rollout starts from (the current one and those before it)."""
     max_steps: PositiveInt = 25
     """Agent steps (planning calls) an evaluation episode may take."""
 
@@ -69,6 +71,12 @@ class Recipe(Config):
     """Phase 2: steps training the dynamics alone on the fixed latent of phase 1."""
     width: PositiveInt = 64
     """Width of the dynamics predictor (both phases)."""
+    action_token: bool = True
+    """The action as a token of its own in each step (True) or added to every latent token (False, DINO-WM's
+    conditioning: 4 tokens a step instead of 5). Kept True: on seed 0's phase-1 latent the cheaper shapes
+    planned worse (MPPI 50 x 2 success 0.32-0.36 against 0.50, `benchmarks/results/dynamics_shapes.json`)."""
+    mlp_ratio: PositiveFloat = 4.0
+    """Hidden width of the dynamics' MLPs over ``width`` (2 was measured with the cheaper shapes above)."""
     planning: PlanningDefaults = field(default_factory=PlanningDefaults)
     """How its world models plan."""
 
@@ -107,7 +115,7 @@ class Recipe(Config):
             smooth_weight=2.0,
             ema_start=0.0,
             ema_end=0.0,
-            shape=DynamicsShape(width=self.width),
+            shape=self.shape,
             steps=self.joint_steps,
             seed=seed,
             recipe=self.name,
@@ -123,13 +131,18 @@ class Recipe(Config):
         return WorldModelConfig(
             root_path=str(episodes_dir),
             encoder_checkpoint=str(joint_dir),
-            shape=DynamicsShape(width=self.width),
+            shape=self.shape,
             steps=self.dynamics_steps,
             seed=seed,
             recipe=self.name,
             output_dir=str(out_dir),
             checkpoint_interval=max(self.dynamics_steps // 2, 1),
         )
+
+    @property
+    def shape(self) -> DynamicsShape:
+        """The world model's shape in both phases (phase 2 reuses phase 1's latent head, so they must agree)."""
+        return DynamicsShape(width=self.width, action_token=self.action_token, mlp_ratio=self.mlp_ratio)
 
     def scaled(self, **budget: Any) -> Recipe:
         """The same recipe with other budgets (``episodes``, ``jepa_steps``, ...), under the same name."""

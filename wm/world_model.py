@@ -33,7 +33,7 @@ from torchwm.wm.checkpoint import (
     save_checkpoint,
 )
 from torchwm.wm.config import JEPAConfig
-from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
+from torchwm.wm.config_base import Config, NonNegInt, PositiveFloat, PositiveInt
 from torchwm.wm.dynamics import DynamicsPredictor, KVBuffer, KVCache
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.jepa import build_encoder
@@ -79,6 +79,11 @@ class WorldModelSpec(Config):
     """Default rollout length H."""
     residual: bool = True
     """The dynamics predict z_{t+1} - z_t (added to z_t) rather than z_{t+1} itself."""
+    action_token: bool = True
+    """The action is a token of its own in each step (K + 1 tokens); False adds its embedding to the K latent
+    tokens instead (DINO-WM's conditioning), a fifth fewer tokens through every layer at K = 4."""
+    mlp_ratio: PositiveFloat = 4.0
+    """Hidden width of the dynamics' MLPs, as a multiple of ``width``."""
 
     def check(self) -> None:
         if self.width % self.heads:
@@ -102,6 +107,10 @@ class DynamicsShape(Config):
     """Attention heads of the dynamics predictor."""
     reward_head: bool = WorldModelSpec.reward_head
     """Learn recorded rewards r_t = R(z_t, a_t)."""
+    action_token: bool = WorldModelSpec.action_token
+    """The action is a token of its own in each step; False adds its embedding to every latent token."""
+    mlp_ratio: PositiveFloat = WorldModelSpec.mlp_ratio
+    """Hidden width of the dynamics' MLPs, as a multiple of ``width``."""
 
     def check(self) -> None:
         if self.width % self.heads:
@@ -205,6 +214,8 @@ class WorldModel(nn.Module):
             spec.max_steps,
             spec.proprio_dim,
             spec.residual,
+            spec.action_token,
+            spec.mlp_ratio,
         )
         self.reward_head = RewardHead(self.k * spec.latent_dim, spec.action_dim) if spec.reward_head else None
         self.target_head = copy.deepcopy(self.head).requires_grad_(False)
@@ -337,31 +348,64 @@ class WorldModel(nn.Module):
         with torch.inference_mode():
             check_finite("rollout's z_context", z_context)
             check_finite("rollout's actions", torch.as_tensor(actions, dtype=torch.float32))
-            past = None if past_actions is None else self.to_actions(past_actions)
-            return self._rollout(z_context, self.to_actions(actions), past)
+            z = z_context.unsqueeze(1) if z_context.ndim == 3 else z_context
+            acts = self.to_actions(actions)
+            if acts.ndim != 3 or acts.shape[0] != z.shape[0]:
+                raise ValueError(f"expected actions [B={z.shape[0]}, H, A], got shape {tuple(actions.shape)}")
+            return self._candidates(z, acts[:, None], past_actions)[:, 0]
 
-    def _rollout(
-        self, z: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None
+    def rollout_candidates(
+        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None
     ) -> torch.Tensor:
-        z = z.unsqueeze(1) if z.ndim == 3 else z  # (B, Tc, K, D)
-        b, tc = z.shape[:2]
-        if actions.ndim != 3 or actions.shape[0] != b:
-            raise ValueError(f"expected actions [B={b}, H, A], got shape {tuple(actions.shape)}")
+        """Imagine S candidate futures of each of B contexts: z_context [B, Tc, K, D], actions [B, S, H, A],
+        past_actions [B, Tc-1, A] (zeros if not given) -> z [B, S, H, K, D].
+
+        The first Tc-1 context steps do not depend on the candidate, so they pass through the dynamics once per
+        context, not once per candidate; their keys and values are shared by the S candidates that continue it.
+        """
+        with torch.inference_mode():
+            check_finite("rollout's z_context", z_context)
+            check_finite("rollout's actions", torch.as_tensor(actions, dtype=torch.float32))
+            return self._candidates(z_context, actions, past_actions)
+
+    def _candidates(
+        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None
+    ) -> torch.Tensor:
+        """`rollout_candidates` after its finite checks: validate shapes, convert actions, roll out."""
+        if z_context.ndim != 4:
+            raise ValueError(f"expected z_context [B, Tc, K, D], got shape {tuple(z_context.shape)}")
+        b, tc = z_context.shape[:2]
+        acts = self.to_actions(actions)
+        if acts.ndim != 4 or acts.shape[0] != b:
+            raise ValueError(f"expected actions [B={b}, S, H, A], got shape {tuple(actions.shape)}")
         if past_actions is None:
-            past_actions = actions.new_zeros(b, tc - 1, actions.shape[-1])
-        elif past_actions.shape[:2] != (b, tc - 1):
-            raise ValueError(
-                f"expected past_actions [B={b}, Tc-1={tc - 1}, A] for a context of {tc} steps, "
-                f"got shape {tuple(past_actions.shape)}"
-            )
-        first = torch.cat([past_actions, actions[:, :1]], dim=1)  # actions following each context step
-        pred, cache = self.dynamics(z, first)
-        horizon = actions.shape[1]
-        buffer = KVBuffer(cache, (tc + horizon - 1) * self.dynamics.tokens_per_block)
-        out = [pred[:, -1]]
-        for h in range(1, horizon):
-            out.append(self.dynamics.decode(out[-1].unsqueeze(1), actions[:, h : h + 1], buffer)[:, 0])
-        return torch.stack(out, dim=1)
+            past = acts.new_zeros(b, tc - 1, acts.shape[-1])
+        else:
+            past = self.to_actions(past_actions)
+            if past.shape[:2] != (b, tc - 1):
+                raise ValueError(
+                    f"expected past_actions [B={b}, Tc-1={tc - 1}, A] for a context of {tc} steps, "
+                    f"got shape {tuple(past_actions.shape)}"
+                )
+        return self._rollout(z_context, acts, past)
+
+    def _rollout(self, z: torch.Tensor, actions: torch.Tensor, past: torch.Tensor) -> torch.Tensor:
+        """z [B, Tc, K, D], one-hot/float actions [B, S, H, A], past [B, Tc-1, A] -> [B, S, H, K, D]."""
+        b, tc = z.shape[:2]
+        s, horizon = actions.shape[1:3]
+        steps = tc + horizon - 1
+        if tc > 1:
+            _, cache = self.dynamics(z[:, :-1], past)  # the shared context, once per row of B
+            buffer = KVBuffer.of(cache, steps * self.dynamics.tokens_per_block, repeat=s)
+        else:
+            buffer = self.dynamics.empty_buffer(b * s, steps, z)
+        flat = rearrange(actions, "b s h a -> (b s) h a")
+        current = z[:, -1:].repeat_interleave(s, dim=0)  # (B S, 1, K, D)
+        out = []
+        for h in range(horizon):
+            current = self.dynamics.decode(current, flat[:, h : h + 1], buffer)
+            out.append(current[:, 0])
+        return rearrange(torch.stack(out, dim=1), "(b s) h k d -> b s h k d", b=b)
 
     def reward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Predicted reward of taking actions [.., A] in latents z [.., K, D] -> [..]."""

@@ -159,6 +159,56 @@ def test_frame_history_pads_with_the_first_frame_and_resets_on_episode_start() -
     assert (seen[-1][0] == second).all()
 
 
+class MomentumModel(CumsumModel):
+    """A point with momentum: a rollout reads the velocity off the last two latents of its context (none
+    without a history), then each action adds to the velocity. Every context it is handed is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+
+    def rollout_candidates(
+        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        self.contexts.append((z_context.clone(), None if past_actions is None else past_actions.clone()))
+        velocity = z_context[:, -1] - z_context[:, -2] if z_context.shape[1] > 1 else torch.zeros_like(z_context[:, -1])
+        velocities = velocity[:, None, None] + actions.cumsum(dim=2)[:, :, :, None]  # (B, S, H, 1, 2)
+        return z_context[:, -1, None, None] + velocities.cumsum(dim=2)
+
+
+def test_context_steps_hand_the_planner_the_latent_history_and_the_actions_taken() -> None:
+    model = MomentumModel()
+    agent = _agent(model, context_steps=3)
+    positions = [np.array([2.0, 2.0]), np.array([3.0, 2.0]), np.array([5.0, 3.0])]
+    agent.set_goal(_frame(np.array([12.0, 12.0])))
+    taken = []
+    for position in positions:
+        action, _ = agent.predict(_frame(position))
+        taken.append(action)
+    history, past = model.contexts[-1]
+    assert history.shape == (1, 3, 1, 2) and past is not None and past.shape == (1, 2, 2)
+    torch.testing.assert_close(history[0, :, 0], torch.tensor(np.stack(positions), dtype=torch.float32))
+    torch.testing.assert_close(past[0], torch.tensor(np.stack(taken[:2])))
+    # The first step of an episode: its own latent three times, zero actions before it.
+    agent.predict(_frame(positions[0]), episode_start=np.array([True]))
+    history, past = model.contexts[-1]
+    assert (history[0, :, 0] == torch.tensor(positions[0], dtype=torch.float32)).all()
+    assert past is not None and (past == 0).all()
+
+
+def test_with_a_history_the_planner_brakes_for_the_velocity_it_sees() -> None:
+    """Moving at +2 per step towards a goal 2 ahead, the right action is to brake; without the history the
+    velocity is invisible and the plan pushes on."""
+    firsts = {}
+    for context in (1, 2):
+        model = MomentumModel()
+        agent = _agent(model, planner="mppi", context_steps=context, goal=_frame(np.array([8.0, 8.0])))
+        agent.predict(_frame(np.array([4.0, 8.0])))
+        action, _ = agent.predict(_frame(np.array([6.0, 8.0])))
+        firsts[context] = float(action[0])
+    assert firsts[2] < -0.5 < 0.0 < firsts[1]
+
+
 def test_replan_every_executes_the_plan_before_replanning() -> None:
     model = CumsumModel()
     config = CEMConfig(num_samples=32, num_elites=4, iterations=1, replan_every=2)

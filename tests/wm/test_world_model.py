@@ -105,6 +105,38 @@ def test_rollout_equals_repeated_step(model: WorldModel, context: int) -> None:
         taken = torch.cat([taken, actions[:, h + 1 : h + 2]], 1)
 
 
+@pytest.mark.parametrize("spec", [{}, {"action_token": False, "mlp_ratio": 2.0}])
+@pytest.mark.parametrize("context", [1, 3])
+def test_candidates_sharing_a_context_equal_rollouts_of_the_repeated_context(spec: dict, context: int) -> None:
+    model = tiny_model(**spec)
+    b, s = 2, 5
+    z, past = torch.randn(b, context, K, D), torch.randn(b, context - 1, A)
+    actions = torch.randn(b, s, 4, A)
+    shared = model.rollout_candidates(z, actions, past)
+    repeated = model.rollout(
+        z.repeat_interleave(s, 0), actions.flatten(0, 1), past_actions=past.repeat_interleave(s, 0)
+    )
+    assert shared.shape == (b, s, 4, K, D)
+    torch.testing.assert_close(shared.flatten(0, 1), repeated, rtol=0, atol=1e-5)
+    # Each candidate's future is its own: another first action changes only that candidate's rollout.
+    other = actions.clone()
+    other[1, 3, 0] += 5.0
+    changed = (model.rollout_candidates(z, other, past) - shared).abs().amax(dim=(2, 3, 4))
+    assert changed[1, 3] > 0 and changed.flatten().topk(2).values[1] == 0
+
+
+def test_the_action_conditioning_without_a_token_has_k_tokens_a_step() -> None:
+    model = tiny_model(action_token=False)
+    assert model.dynamics.tokens_per_block == K
+    z, a = torch.randn(2, 6, K, D), torch.randn(2, 6, A)
+    base, _ = model.dynamics(z, a)
+    a2 = a.clone()
+    a2[:, 3] += 1.0
+    moved, _ = model.dynamics(z, a2)
+    diff = (moved - base).abs().amax(dim=(0, 2, 3))  # per step
+    assert diff[:3].max() == 0 and diff[3] > 1e-4  # the action of step 3 reaches step 3's prediction, not earlier
+
+
 def test_rollout_without_past_actions_uses_zeros(model: WorldModel) -> None:
     z, actions = torch.randn(2, 3, K, D), torch.randn(2, 4, A)
     torch.testing.assert_close(

@@ -1,0 +1,57 @@
+"""`torchwm bench suite` on a toy budget: every row fits, plans beside a random policy, records its seed,
+commit and command; a second run keeps the finished rows; reward-cost environments report returns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from torchwm.cli import main
+from torchwm.suite import SUITE, SuiteJob, run_suite
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("suite")
+    results = root / "suite.json"
+    code = main(["bench", "suite", "--envs", "tworooms", "pendulum", "--recipe", "two-phase-smoke",
+                 "--episodes", "2", "--out", str(root / "runs"), "--results", str(results), "--no-progress"])  # fmt: skip
+    assert code == 0
+    return results
+
+
+def test_every_row_reports_the_planner_beside_random_with_its_provenance(table: Path) -> None:
+    data = json.loads(table.read_text())
+    rows = {r["env"]: r for r in data["rows"]}
+    assert list(rows) == ["tworooms", "pendulum"]  # only the environments asked for, in order
+    for row in rows.values():
+        assert row["seed"] == 0 and row["recipe"] == "two-phase-smoke" and row["episodes"] == 2
+        assert row["eval_seed"] == 1000 and len(row["ci95"]) == 2 and len(row["random_ci95"]) == 2
+        assert row["commit"] and row["command"].startswith("torchwm bench suite --envs " + row["env"])
+        assert row["fit_seconds"] > 0 and Path(row["run_dir"], "world_model").is_dir()
+    assert rows["tworooms"]["metric"] == "success_rate" and rows["tworooms"]["target"] == 0.95
+    assert rows["tworooms"]["value"] == rows["tworooms"]["success_rate"]
+    pendulum = rows["pendulum"]
+    assert pendulum["metric"] == "mean_return" and pendulum["cost"] == "reward"
+    assert pendulum["value"] == pytest.approx(pendulum["mean_return"]) and pendulum["value"] < 0
+    assert pendulum["random"] == pytest.approx(pendulum["random_mean_return"])
+    assert pendulum["max_steps"] == 50 and pendulum["action_repeat"] == 4  # 200 environment steps
+    assert set(data["summary"]) == {"tworooms", "pendulum"}
+    assert table.with_suffix(".png").is_file()
+    assert (table.parent / "suite_tworooms_seed0.gif").is_file()
+
+
+def test_a_second_run_keeps_the_finished_rows(table: Path) -> None:
+    before = table.read_text()
+    job = SuiteJob(envs=("tworooms",), recipe="two-phase-smoke", episodes=2, results=str(table),
+                   out=str(table.parent / "runs"), progress=False)  # fmt: skip
+    again = run_suite(job)
+    assert table.read_text() == before and len(again["rows"]) == 2
+
+
+def test_unknown_environment_names_list_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown: \\['cartpole'\\]"):
+        SuiteJob(envs=("cartpole",)).validate()
+    assert {"tworooms", "pointmass", "pendulum", "pusht", "reacher"} <= set(SUITE)

@@ -1,0 +1,276 @@
+"""``torchwm bench suite``: one recipe, trained and planned on every environment of a table, resumably.
+
+For each environment of `SUITE` and each training seed: `torchwm.pipeline.fit` with the named recipe (the
+same hyperparameters everywhere; only what the environment dictates, its action repeat, goal source, cost
+and step budget, comes from its table row), then the planning benchmark on 50 episodes from reset seed 1000
+on (never a training seed) with a random policy and a greedy one-step planner on the same starts and goals.
+Every finished row is written at once to ``suite.json`` (seed, commit and the command that reproduces it), so
+a killed suite run again continues with the first row it lacks: finished fits and finished evaluations are
+kept, an unfinished fit resumes from its last checkpoint.
+
+    torchwm bench suite                          # every environment, seed 0
+    torchwm bench suite --envs tworooms --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from torchwm.agents.benchmark import (
+    GoalKind,
+    benchmark_config_for,
+    planner_configs,
+    run_planning_benchmark,
+)
+from torchwm.agents.planners import CostKind
+from torchwm.pipeline import fit
+from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
+from torchwm.wm.recipes import get_recipe
+
+Metric = Literal["success_rate", "mean_return"]
+
+
+@dataclass(frozen=True)
+class SuiteEnv(Config):
+    """One row of the suite: an environment and what it dictates (nothing of the recipe)."""
+
+    name: str
+    """Short name (``--envs``)."""
+    env_id: str
+    """Gymnasium id."""
+    metric: Metric = "success_rate"
+    """What the row reports: goal-reaching success, or the mean episode return (reward-cost planning)."""
+    target: float = 0.0
+    """The issue's target for ``metric``."""
+    imports: tuple[str, ...] = ()
+    """Modules that register the environment."""
+    frame_skip: PositiveInt | None = None
+    """Action repeat, where the environment's time scale needs another than the recipe's (None: the recipe's)."""
+    cost: CostKind = "latent_l2"
+    """What the planner minimises: the latent distance to a goal image, or ``reward`` (the reward head)."""
+    goal: GoalKind = "info"
+    """Goal images from the env's reset info, or ``offline`` (frames of held-out recorded episodes)."""
+    goal_offset: PositiveInt = 25
+    """``goal="offline"``: steps from the start to the goal frame on the held-out episode."""
+    success_distance: float | None = None
+    """``goal="offline"``: success within this distance of the goal state."""
+    reset_options: tuple[tuple[str, Any], ...] = ()
+    """Options of every evaluation reset (TwoRooms: start and goal in different rooms)."""
+    max_steps: PositiveInt | None = None
+    """Agent steps of an evaluation episode (None: the recipe's)."""
+    gl: str = ""
+    """``MUJOCO_GL`` to render with (``egl``: MuJoCo headless on the CPU); empty: not a MuJoCo env."""
+
+
+SUITE: dict[str, SuiteEnv] = {
+    env.name: env
+    for env in (
+        SuiteEnv("tworooms", "torchwm/TwoRooms-v0", target=0.95, reset_options=(("different_rooms", True),)),
+        SuiteEnv("pointmass", "torchwm/PointMass-v0", target=0.80),
+        # 200 environment steps (the swing-up task's length) at the recipe's action repeat of 4.
+        SuiteEnv("pendulum", "Pendulum-v1", metric="mean_return", target=-400.0, cost="reward", max_steps=50),
+        # Goals: the frame 25 agent steps later on held-out random-policy episodes; success: the state (agent
+        # x, y, block x, y in the 512-pixel arena and the block's angle) within 20 of the goal state.
+        SuiteEnv("pusht", "gym_pusht/PushT-v0", imports=("gym_pusht",), goal="offline", success_distance=20.0,
+                 target=0.50),  # fmt: skip
+        # 50-step episodes: an action repeat of 2 leaves 25 decisions an episode.
+        SuiteEnv("reacher", "Reacher-v5", metric="mean_return", cost="reward", frame_skip=2, max_steps=25, gl="egl"),
+    )
+}
+"""The suite's environments by name, with each one's target (Reacher: reported, no target)."""
+
+
+@dataclass(frozen=True)
+class SuiteJob(Config):
+    """``torchwm bench suite``: which environments and seeds, where the runs and the table go."""
+
+    envs: tuple[str, ...] = tuple(SUITE)
+    """Environments to run (names of `SUITE`), in this order."""
+    seeds: tuple[int, ...] = (0,)
+    """Training seeds of every environment."""
+    recipe: str = "two-phase"
+    """The recipe every environment is trained with."""
+    episodes: PositiveInt = 50
+    """Evaluation episodes per method (reset seeds 1000 on)."""
+    out: str = "runs/suite"
+    """Run folders: ``OUT/ENV/seedS`` (fit stages, ``planning/``)."""
+    results: str = "benchmarks/results/suite.json"
+    """The table: one row per environment and seed, rewritten after every row."""
+    gifs: NonNegInt = 1
+    """Planner episodes rendered as GIFs per row."""
+    also_context_steps: tuple[PositiveInt, ...] = (3,)
+    """Also plan from these latent histories (the recipe's planner, same episodes), reported beside the
+    recipe's own (``value_context<C>``): the measurement that decides how much history the planner needs."""
+    progress: bool = True
+    """Show tqdm progress bars."""
+
+    def check(self) -> None:
+        unknown = [name for name in self.envs if name not in SUITE]
+        if unknown:
+            self.fail("envs", self.envs, f"names from {sorted(SUITE)} (unknown: {unknown})")
+        get_recipe(self.recipe)
+
+
+def commit() -> str:
+    """The checked-out commit, ``+dirty`` when tracked files differ from it ('unknown' outside a git clone)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def _row_command(job: SuiteJob, env: str, seed: int) -> str:
+    args = ["torchwm", "bench", "suite", "--envs", env, "--seeds", str(seed), "--recipe", job.recipe]
+    if job.episodes != SuiteJob.episodes:
+        args += ["--episodes", str(job.episodes)]
+    return shlex.join(args)
+
+
+def _metric(row: dict[str, Any], metric: Metric) -> tuple[float, list[float] | None]:
+    """A method's value of the metric and its 95% interval (Wilson for success, a t-free normal one for the
+    mean return: mean +- 1.96 standard errors over the episodes)."""
+    if metric == "success_rate":
+        return float(row["success_rate"]), [float(x) for x in row["success_ci95"]]
+    returns = np.array([e["episode_return"] for e in row["records"]], dtype=np.float64)
+    half = 1.96 * returns.std(ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else float("nan")
+    return float(returns.mean()), [float(returns.mean() - half), float(returns.mean() + half)]
+
+
+def run_env(job: SuiteJob, env: SuiteEnv, seed: int) -> dict[str, Any]:
+    """Fit (or finish fitting) one environment at one seed and evaluate it; the row of the table."""
+    if env.gl:
+        os.environ.setdefault("MUJOCO_GL", env.gl)
+    recipe = get_recipe(job.recipe)
+    if env.frame_skip is not None:
+        recipe = recipe.scaled(frame_skip=env.frame_skip)
+    run_dir = Path(job.out) / env.name / f"seed{seed}"
+    t0 = time.perf_counter()
+    fitted = fit(env.env_id, run_dir, recipe, seed=seed, progress=job.progress, imports=env.imports)
+    fit_seconds = time.perf_counter() - t0
+    overrides: dict[str, Any] = {"episodes": job.episodes, "gifs": job.gifs, "goal": env.goal,
+                                 "also_context_steps": job.also_context_steps,
+                                 "goal_offset": env.goal_offset, "success_distance": env.success_distance,
+                                 "reset_options": env.reset_options}  # fmt: skip
+    if env.max_steps is not None:
+        overrides["max_steps"] = env.max_steps
+    cfg = benchmark_config_for(fitted.world_model, **overrides)
+    if env.cost != cfg.mppi.cost:
+        cem, mppi = planner_configs(cfg.mppi.num_samples, cfg.mppi.cost_on, 0, cfg.mppi.iterations, env.cost)
+        cfg = replace(cfg, cem=cem, mppi=mppi)
+    t0 = time.perf_counter()
+    summary = run_planning_benchmark(fitted.world_model, run_dir / "planning", cfg)
+    methods = summary["methods"]
+    planner = f"mpc_{cfg.planners[0]}"
+    value, ci = _metric(methods[planner], env.metric)
+    random_value, random_ci = _metric(methods["random"], env.metric)
+    greedy_value, greedy_ci = _metric(methods["greedy_one_step"], env.metric)
+    contexts: dict[str, Any] = {}
+    for steps in cfg.also_context_steps:
+        value_c, ci_c = _metric(methods[f"{planner}_context{steps}"], env.metric)
+        contexts[f"value_context{steps}"], contexts[f"ci95_context{steps}"] = value_c, ci_c
+    return {
+        "env": env.name, "env_id": env.env_id, "seed": seed, "recipe": recipe.name, "metric": env.metric,
+        "target": env.target if env.name != "reacher" else None,
+        "planner": planner, "value": value, "ci95": ci,
+        "random": random_value, "random_ci95": random_ci, "greedy": greedy_value, "greedy_ci95": greedy_ci,
+        "met": (value >= env.target) if env.name != "reacher" else None,
+        "context_steps": cfg.context_steps, **contexts,
+        "success_rate": methods[planner]["success_rate"], "mean_return": methods[planner]["mean_return"],
+        "random_success_rate": methods["random"]["success_rate"], "random_mean_return": methods["random"]["mean_return"],
+        "median_ms_per_call": methods[planner]["median_ms_per_step"],
+        "episodes": job.episodes, "eval_seed": cfg.seed, "action_repeat": cfg.action_repeat, "cost": env.cost,
+        "goal": env.goal, "max_steps": cfg.max_steps,
+        "fit_seconds": fit_seconds, "fit_stage_seconds": fitted.seconds, "planning_seconds": time.perf_counter() - t0,
+        "run_dir": str(run_dir), "gif": str(run_dir / "planning" / "episode_0.gif") if job.gifs else None,
+        "commit": commit(), "command": _row_command(job, env.name, seed),
+    }  # fmt: skip
+
+
+def _load(path: Path) -> dict[str, Any]:
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"rows": []}
+
+
+def run_suite(job: SuiteJob) -> dict[str, Any]:
+    """Every (environment, seed) of the job not yet in the table: fit, evaluate, add its row, write the table
+    (and its plot). Rows already in the table are kept, so a killed run continues where it stopped."""
+    job = job.validate()
+    path = Path(job.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = _load(path)
+    for name in job.envs:
+        for seed in job.seeds:
+            done = [r for r in table["rows"] if r["env"] == name and r["seed"] == seed and r["recipe"] == job.recipe]
+            if done:
+                print(f"[suite] {name} seed {seed}: in {path} already ({done[0]['value']:.3f}), skipped")
+                continue
+            print(f"[suite] {name} seed {seed}: fit with recipe {job.recipe!r}, then plan")
+            row = run_env(job, SUITE[name], seed)
+            table["rows"].append(row)
+            table["summary"] = summarise(table["rows"])
+            path.write_text(json.dumps(table, indent=2, default=str) + "\n")
+            plot_suite(table, path.with_suffix(".png"))
+            if row["gif"] and Path(row["gif"]).is_file():  # one GIF of what the planner did, beside the table
+                shutil.copy(row["gif"], path.parent / f"{path.stem}_{name}_seed{seed}.gif")
+            print(f"[suite] {name} seed {seed}: {row['metric']} {row['value']:.3f} (random {row['random']:.3f}), "
+                  f"fit {row['fit_seconds'] / 60:.1f} min -> {path}")  # fmt: skip
+    return table
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per environment: the metric's mean, min and max over the training seeds, the random policy's mean."""
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys(r["env"] for r in rows):
+        mine = [r for r in rows if r["env"] == name]
+        values = [r["value"] for r in mine]
+        out[name] = {
+            "metric": mine[0]["metric"], "target": mine[0]["target"], "seeds": [r["seed"] for r in mine],
+            "mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values)),
+            "random_mean": float(np.mean([r["random"] for r in mine])),
+            "greedy_mean": float(np.mean([r["greedy"] for r in mine])),
+        }  # fmt: skip
+    return out
+
+
+def plot_suite(table: dict[str, Any], path: Path) -> None:
+    """One panel per environment: planner, greedy and random with their 95% intervals, the target dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(table["summary"])
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        rows = [r for r in table["rows"] if r["env"] == name]
+        labels, values, errors = [], [], []
+        for r in rows:
+            for method, key in (("mpc", "value"), ("greedy", "greedy"), ("random", "random")):
+                lo, hi = r["ci95" if key == "value" else f"{key}_ci95"]
+                labels.append(f"{method}\ns{r['seed']}")
+                values.append(r[key])
+                errors.append([max(r[key] - lo, 0.0), max(hi - r[key], 0.0)])
+        colors = ["tab:blue", "tab:gray", "tab:orange"] * len(rows)
+        ax.bar(range(len(values)), values, yerr=np.array(errors).T, capsize=3, color=colors)
+        ax.set_xticks(range(len(values)), labels, fontsize=6)
+        target = table["summary"][name]["target"]
+        if target is not None:
+            ax.axhline(target, linestyle="--", color="k", linewidth=1)
+        ax.set_title(f"{name} ({table['summary'][name]['metric']})", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
