@@ -64,6 +64,9 @@ class PlanningBenchmarkConfig(Config):
     context_steps: PositiveInt = 1
     """Latent steps the planners' rollouts start from (the current one and those before it, with the actions
     taken between them; `MPCAgent`'s ``context_steps``)."""
+    proprio: tuple[int, ...] = ()
+    """Entries of the state vector handed to the agents as ``obs["proprio"]`` (the checkpoint's by default:
+    what a model with proprioception was trained on)."""
     also_context_steps: tuple[PositiveInt, ...] = ()
     """Also evaluate the first planner from these latent histories (rows ``mpc_<planner>_context<C>``), to
     compare with ``context_steps`` on the same episodes."""
@@ -226,6 +229,7 @@ def benchmark_config_for(checkpoint: str | Path, **overrides: Any) -> PlanningBe
     if data.frame_shape is not None:
         fields["frame_size"] = int(data.frame_shape[0])
     fields["reset_options"] = DEFAULT_RESET_OPTIONS.get(env_id, ())
+    fields["proprio"] = data.proprio
     if planning:
         cem, mppi = planner_configs(int(planning["num_samples"]), iterations=int(planning.get("iterations", 0)))
         fields.update(
@@ -256,7 +260,8 @@ def make_benchmark_env(cfg: PlanningBenchmarkConfig) -> gym.Env:
         if not cfg.goal_episodes:
             raise ValueError("goal='offline' needs goal_episodes (run_planning_benchmark records them when unset)")
         env = OfflineGoals(env, cfg.goal_episodes, cfg.goal_offset, cfg.success_distance)
-    return PixelObservations(env, cfg.frame_size or None)  # frames (and goal frames) as the recorder stored them
+    # frames (and goal frames) as the recorder stored them, and the state entries the model takes
+    return PixelObservations(env, cfg.frame_size or None, cfg.proprio)
 
 
 def heldout_goal_episodes(cfg: PlanningBenchmarkConfig, out_dir: Path) -> Path:

@@ -30,10 +30,11 @@ class PlanningModel:
         return self.world_model.rollout(z, actions, past_actions)
 
     def rollout_candidates(
-        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None
+        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """S candidates of each context: [B, Tc, K, D], [B, S, H, A] -> [B, S, H, K, D] (the context once)."""
-        return self.world_model.rollout_candidates(z_context, actions, past_actions)
+        return self.world_model.rollout_candidates(z_context, actions, past_actions, proprio)
 
     def reward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.world_model.reward(z, actions)

@@ -35,6 +35,8 @@ class MPCAgent:
             or per step through a ``"goal_pixels"``/``"goal"`` entry of a dict observation).
         frame_history: frames T of history handed to ``model.encode`` (padded with the first
             frame of the episode).
+        (A dict observation's ``"proprio"`` entry, as `torchwm.envs.pixels.PixelObservations` gives it, is
+        handed to the planner with the latents, for a model trained with proprioception.)
         context_steps: latent steps C the planner's rollouts start from: the current latent and the C-1
             before it, with the actions taken between them (the episode's first latent and zero actions
             before its start), so that the dynamics can read velocity from the history. 1: the current
@@ -77,6 +79,7 @@ class MPCAgent:
         self._cursor: np.ndarray | None = None  # (B,) next step of each plan
         self._latents: torch.Tensor | None = None  # (B, C, K, D) latent history, with context_steps > 1
         self._taken: np.ndarray | None = None  # (B, C-1, A) actions taken between those latents
+        self._proprio: torch.Tensor | None = None  # (B, C, P) proprioception of those steps, if observed
         self._goal_frames: np.ndarray | None = None  # (G, H, W, C), G = 1 or B
         self._z_goal: torch.Tensor | None = None  # (G, K, D)
         self.last_plan_ms: float = 0.0
@@ -111,6 +114,7 @@ class MPCAgent:
             self.set_goal(goal)
         starts = self._episode_starts(frames, episode_start)
         self._push_frames(frames, starts)
+        self._push_proprio(observation, starts, len(frames))
         if self.context_steps > 1:
             self._push_latents(starts)
         assert self._cursor is not None and self._plans is not None
@@ -148,7 +152,7 @@ class MPCAgent:
     def reset(self) -> None:
         """Forget every history, plan and warm start (the goal is kept)."""
         self._frames = self._plans = self._cursor = self._taken = None
-        self._latents = None
+        self._latents = self._proprio = None
         self.planner.reset()
 
     # --- steps of predict ---------------------------------------------------------------------
@@ -184,6 +188,20 @@ class MPCAgent:
         if starts.any():
             self.planner.reset(np.flatnonzero(starts))
 
+    def _push_proprio(self, observation: Observation, starts: np.ndarray, batch: int) -> None:
+        """Append the observation's ``"proprio"`` entry [B, P] (if any) to the proprioception history; the
+        first step of an episode fills its history (as the latents are filled)."""
+        if not isinstance(observation, dict) or "proprio" not in observation:
+            return
+        p = torch.as_tensor(np.asarray(observation["proprio"], np.float32).reshape(batch, -1), device=self.planner.device)
+        c = self.context_steps
+        if self._proprio is None or self._proprio.shape[0] != batch or self._proprio.shape[2] != p.shape[1]:
+            self._proprio = p[:, None].repeat(1, c, 1)
+            return
+        self._proprio = torch.cat([self._proprio[:, 1:], p[:, None]], dim=1)
+        rows = torch.as_tensor(np.flatnonzero(starts), device=p.device)
+        self._proprio[rows] = p[rows, None]
+
     def _push_latents(self, starts: np.ndarray) -> None:
         """Encode every environment's current step and append it to the latent history; environments that
         start an episode get a history of their first latent and zero actions."""
@@ -215,7 +233,13 @@ class MPCAgent:
                 z = history = self._encode(self._frames[rows])  # (b, K, D)
             z_goal = self._goal_latents(rows, len(self._frames))
             prior = self._prior_actions(observation, rows)
-            plan = self.planner.plan(history, z_goal, self._generator, prior, env_indices=rows, past_actions=past)
+            proprio = None
+            if self._proprio is not None:
+                proprio = self._proprio[torch.as_tensor(rows, device=self._proprio.device)]
+                if self._latents is None:  # planning from the current latent alone: its proprioception alone
+                    proprio = proprio[:, -1:]
+            plan = self.planner.plan(history, z_goal, self._generator, prior, env_indices=rows, past_actions=past,
+                                     proprio=proprio)  # fmt: skip
             self._plans[rows] = plan.float().cpu().numpy()
             self._record_distances(rows, z, z_goal)
         self._cursor[rows] = 0

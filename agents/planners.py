@@ -22,7 +22,7 @@ A action size, P prior sequences.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -47,6 +47,14 @@ __all__ = [
     "mppi_weights",
     "negative_reward",
 ]
+
+
+class Context(NamedTuple):
+    """What every candidate of one planning call continues (see `SamplingPlanner.plan`)."""
+
+    history: torch.Tensor  # (B, C, K, D)
+    past_actions: torch.Tensor | None  # (B, C-1, A), None: zeros
+    proprio: torch.Tensor | None  # (B, C, P), None: the model takes none
 
 
 # --- configs ------------------------------------------------------------------------------------
@@ -222,6 +230,7 @@ class SamplingPlanner:
         prior_actions: torch.Tensor | None = None,
         env_indices: torch.Tensor | np.ndarray | list[int] | None = None,
         past_actions: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Plan for B environments at once.
 
@@ -234,6 +243,8 @@ class SamplingPlanner:
             env_indices: ``[B]`` which warm-start slots these rows are (default ``0..B-1``).
             past_actions: ``[B, C-1, A]`` the actions taken between the steps of a latent history (zeros if
                 not given).
+            proprio: ``[B, C, P]`` proprioception of those steps, for a model trained with it (C = 1 without
+                a history).
 
         Returns:
             The planned action sequences ``[B, H, A]`` in action units, inside the bounds.
@@ -250,7 +261,7 @@ class SamplingPlanner:
         with torch.inference_mode():
             prior = self._prior_candidates(z, prior_actions)
             mean, std = self._initial_distribution(idx, z.dtype)
-            context = self._context(z, history, past_actions)
+            context = self._context(z, history, past_actions, proprio)
             for _ in range(self.config.iterations):
                 candidates = self._sample(mean, std, prior, generator)  # (B, S, H, A)
                 costs = self._evaluate(context, z_goal, candidates)  # (B, S)
@@ -262,14 +273,21 @@ class SamplingPlanner:
     # --- steps of plan -----------------------------------------------------------------------
 
     def _context(
-        self, z: torch.Tensor, history: torch.Tensor | None, past_actions: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What every candidate continues: the latent history ``[B, C, K, D]`` (``[B, 1, K, D]`` without one)
-        and the actions between its steps ``[B, C-1, A]`` (None: zeros), on the planner's device."""
+        self, z: torch.Tensor, history: torch.Tensor | None, past_actions: torch.Tensor | None,
+        proprio: torch.Tensor | None,
+    ) -> Context:
+        """What every candidate continues: the latent history ``[B, C, K, D]`` (``[B, 1, K, D]`` without one),
+        the actions between its steps ``[B, C-1, A]`` (None: zeros) and its proprioception ``[B, C, P]`` (or
+        None), on the planner's device."""
+        if proprio is not None:
+            proprio = torch.as_tensor(proprio, device=self.device, dtype=z.dtype)
+            check_finite("plan's proprio", proprio)
+            if not callable(getattr(self.model, "rollout_candidates", None)):
+                raise TypeError(f"proprioception needs a model with rollout_candidates; {type(self.model).__name__} has none")
         if history is None:
             if past_actions is not None:
                 raise ValueError("past_actions need a latent history z [B, C, K, D] to go between")
-            return z[:, None], None
+            return Context(z[:, None], None, proprio)
         if not callable(getattr(self.model, "rollout_candidates", None)) and history.shape[1] > 1:
             raise TypeError(
                 f"planning from a latent history needs a model with rollout_candidates(z_context, actions, "
@@ -278,7 +296,7 @@ class SamplingPlanner:
         if past_actions is not None:
             past_actions = torch.as_tensor(past_actions, device=self.device, dtype=z.dtype)
             check_finite("plan's past_actions", past_actions)
-        return history.to(self.device), past_actions
+        return Context(history.to(self.device), past_actions, proprio)
 
     def _check_latents(self, z: torch.Tensor, z_goal: torch.Tensor | None) -> None:
         if z.ndim != 3:
@@ -355,19 +373,17 @@ class SamplingPlanner:
         samples = noise.mul_(std[:, None]).add_(mean[:, None]).clamp_(-1.0, 1.0)
         return torch.cat([prior, samples], dim=1) if prior.shape[1] else samples
 
-    def _evaluate(
-        self,
-        context: tuple[torch.Tensor, torch.Tensor | None],
-        z_goal: torch.Tensor | None,
-        candidates: torch.Tensor,
-    ) -> torch.Tensor:
+    def _evaluate(self, context: Context, z_goal: torch.Tensor | None, candidates: torch.Tensor) -> torch.Tensor:
         """Costs ``[B, S]`` of normalised candidates ``[B, S, H, A]`` from ONE batched rollout of the context."""
         batch, samples = candidates.shape[:2]
-        history, past = context
+        history, past, proprio = context
         sequences = self._to_actions(candidates)  # (B, S, H, A)
         actions = rearrange(sequences, "b s h a -> (b s) h a")
         if callable(getattr(self.model, "rollout_candidates", None)):
-            z_pred = self.model.rollout_candidates(history, sequences, past)  # type: ignore[attr-defined]
+            if proprio is None:
+                z_pred = self.model.rollout_candidates(history, sequences, past)  # type: ignore[attr-defined]
+            else:
+                z_pred = self.model.rollout_candidates(history, sequences, past, proprio)  # type: ignore[attr-defined]
             z_pred = rearrange(z_pred, "b s h k d -> (b s) h k d")
         else:  # a plain WorldModelLike: the current latent repeated for every candidate
             z_pred = self.model.rollout(history[:, -1].repeat_interleave(samples, dim=0), actions)

@@ -143,7 +143,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     job = config_from_args(args, FitJob)
     result = fit(job.env, job.out, job.recipe, seed=job.seed, num_envs=job.num_envs, progress=job.progress,
-                 imports=job.imports, max_steps=job.max_steps or None)  # fmt: skip
+                 imports=job.imports, max_steps=job.max_steps or None, proprio=job.proprio)  # fmt: skip
     print(f"world model: {result.world_model} (recipe {result.recipe!r}, seed {result.seed}); plan with "
           f"torchwm bench planning --checkpoint {result.world_model}")
     return 0

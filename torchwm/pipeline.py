@@ -49,6 +49,9 @@ class FitJob(Config):
     max_steps: NonNegInt = 0
     """Cut recorded episodes at this many agent steps (0: the environment's own limit; needed for an
     environment without one)."""
+    proprio: tuple[int, ...] = ()
+    """Entries of the recorded state vector the world model also takes as proprioception (``--proprio 2
+    --proprio 3``); empty: pixels only."""
     progress: bool = True
     """Show tqdm progress bars."""
 
@@ -97,6 +100,7 @@ def fit(
     progress: bool = True,
     imports: Sequence[str] = (),
     max_steps: int | None = None,
+    proprio: Sequence[int] = (),
 ) -> FitResult:
     """Train a world model for the environment ``env`` (a gymnasium id) with a named recipe.
 
@@ -110,6 +114,7 @@ def fit(
         progress: tqdm progress bars.
         imports: modules that register the environment, imported first (also ``module:EnvId``).
         max_steps: cut recorded episodes at this many agent steps (for an environment without a step limit).
+        proprio: entries of the recorded state the world model takes as proprioception (both phases).
 
     Returns:
         The stages' folders (``world_model`` is the checkpoint to plan with) and their wall times.
@@ -137,7 +142,8 @@ def fit(
     for stage, make in (("world_model_joint", r.joint_config), ("world_model", r.dynamics_config)):
         t0 = time.perf_counter()
         source = dirs["jepa"] if stage == "world_model_joint" else dirs["world_model_joint"]
-        wm_cfg = replace(make(dirs["episodes"], source, dirs[stage], seed=seed), progress=progress)
+        wm_cfg = replace(make(dirs["episodes"], source, dirs[stage], seed=seed), progress=progress,
+                         proprio=tuple(proprio))  # fmt: skip
         if not _finished(dirs[stage], wm_cfg.steps):
             WorldModelTrainer(wm_cfg).run()
         seconds[stage] = time.perf_counter() - t0

@@ -68,6 +68,9 @@ class SuiteEnv(Config):
     """Options of every evaluation reset (TwoRooms: start and goal in different rooms)."""
     max_steps: PositiveInt | None = None
     """Agent steps of an evaluation episode (None: the recipe's)."""
+    proprio: tuple[int, ...] = ()
+    """Entries of the env's state the world model may also take as proprioception, for rows run with
+    ``--proprio`` (empty: the env offers none)."""
     gl: str = ""
     """``MUJOCO_GL`` to render with (``egl``: MuJoCo headless on the CPU); empty: not a MuJoCo env."""
 
@@ -76,15 +79,17 @@ SUITE: dict[str, SuiteEnv] = {
     env.name: env
     for env in (
         SuiteEnv("tworooms", "torchwm/TwoRooms-v0", target=0.95, reset_options=(("different_rooms", True),)),
-        SuiteEnv("pointmass", "torchwm/PointMass-v0", target=0.80),
+        SuiteEnv("pointmass", "torchwm/PointMass-v0", target=0.80, proprio=(2, 3)),  # its velocity
         # 200 environment steps (the swing-up task's length) at the recipe's action repeat of 4.
-        SuiteEnv("pendulum", "Pendulum-v1", metric="mean_return", target=-400.0, cost="reward", max_steps=50),
+        SuiteEnv("pendulum", "Pendulum-v1", metric="mean_return", target=-400.0, cost="reward", max_steps=50,
+                 proprio=(2,)),  # its angular velocity (the observation is cos, sin, velocity)
         # Goals: the frame 25 agent steps later on held-out random-policy episodes; success: the state (agent
         # x, y, block x, y in the 512-pixel arena and the block's angle) within 20 of the goal state.
         SuiteEnv("pusht", "gym_pusht/PushT-v0", imports=("gym_pusht",), goal="offline", success_distance=20.0,
                  target=0.50),  # fmt: skip
         # 50-step episodes: an action repeat of 2 leaves 25 decisions an episode.
-        SuiteEnv("reacher", "Reacher-v5", metric="mean_return", cost="reward", frame_skip=2, max_steps=25, gl="egl"),
+        SuiteEnv("reacher", "Reacher-v5", metric="mean_return", cost="reward", frame_skip=2, max_steps=25, gl="egl",
+                 proprio=(0, 1, 2, 3, 6, 7)),  # cos, sin of both joints, their velocities
     )
 }
 """The suite's environments by name, with each one's target (Reacher: reported, no target)."""
@@ -111,6 +116,9 @@ class SuiteJob(Config):
     also_context_steps: tuple[PositiveInt, ...] = (3,)
     """Also plan from these latent histories (the recipe's planner, same episodes), reported beside the
     recipe's own (``value_context<C>``): the measurement that decides how much history the planner needs."""
+    proprio: bool = False
+    """Train and plan with each environment's proprioception (`SuiteEnv.proprio`); rows are kept apart from
+    the pixel-only ones (``proprio: true`` in the table)."""
     progress: bool = True
     """Show tqdm progress bars."""
 
@@ -134,6 +142,8 @@ def commit() -> str:
 
 def _row_command(job: SuiteJob, env: str, seed: int) -> str:
     args = ["torchwm", "bench", "suite", "--envs", env, "--seeds", str(seed), "--recipe", job.recipe]
+    if job.proprio:
+        args.append("--proprio")
     if job.episodes != SuiteJob.episodes:
         args += ["--episodes", str(job.episodes)]
     return shlex.join(args)
@@ -156,9 +166,12 @@ def run_env(job: SuiteJob, env: SuiteEnv, seed: int) -> dict[str, Any]:
     recipe = get_recipe(job.recipe)
     if env.frame_skip is not None:
         recipe = recipe.scaled(frame_skip=env.frame_skip)
-    run_dir = Path(job.out) / env.name / f"seed{seed}"
+    proprio = env.proprio if job.proprio else ()
+    if job.proprio and not proprio:
+        raise ValueError(f"{env.name} offers no proprioception (SuiteEnv.proprio is empty); run it without --proprio")
+    run_dir = Path(job.out) / env.name / (f"seed{seed}_proprio" if job.proprio else f"seed{seed}")
     t0 = time.perf_counter()
-    fitted = fit(env.env_id, run_dir, recipe, seed=seed, progress=job.progress, imports=env.imports)
+    fitted = fit(env.env_id, run_dir, recipe, seed=seed, progress=job.progress, imports=env.imports, proprio=proprio)
     fit_seconds = time.perf_counter() - t0
     overrides: dict[str, Any] = {"episodes": job.episodes, "gifs": job.gifs, "goal": env.goal,
                                  "also_context_steps": job.also_context_steps,
@@ -183,6 +196,7 @@ def run_env(job: SuiteJob, env: SuiteEnv, seed: int) -> dict[str, Any]:
         contexts[f"value_context{steps}"], contexts[f"ci95_context{steps}"] = value_c, ci_c
     return {
         "env": env.name, "env_id": env.env_id, "seed": seed, "recipe": recipe.name, "metric": env.metric,
+        "proprio": list(proprio),
         "target": env.target if env.name != "reacher" else None,
         "planner": planner, "value": value, "ci95": ci,
         "random": random_value, "random_ci95": random_ci, "greedy": greedy_value, "greedy_ci95": greedy_ci,
@@ -214,7 +228,8 @@ def run_suite(job: SuiteJob) -> dict[str, Any]:
     table = _load(path)
     for name in job.envs:
         for seed in job.seeds:
-            done = [r for r in table["rows"] if r["env"] == name and r["seed"] == seed and r["recipe"] == job.recipe]
+            done = [r for r in table["rows"] if r["env"] == name and r["seed"] == seed and r["recipe"] == job.recipe
+                    and bool(r.get("proprio")) == job.proprio]  # fmt: skip
             if done:
                 print(f"[suite] {name} seed {seed}: in {path} already ({done[0]['value']:.3f}), skipped")
                 continue
@@ -234,8 +249,8 @@ def run_suite(job: SuiteJob) -> dict[str, Any]:
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per environment: the metric's mean, min and max over the training seeds, the random policy's mean."""
     out: dict[str, Any] = {}
-    for name in dict.fromkeys(r["env"] for r in rows):
-        mine = [r for r in rows if r["env"] == name]
+    for name in dict.fromkeys(_row_key(r) for r in rows):
+        mine = [r for r in rows if _row_key(r) == name]
         values = [r["value"] for r in mine]
         out[name] = {
             "metric": mine[0]["metric"], "target": mine[0]["target"], "seeds": [r["seed"] for r in mine],
@@ -244,6 +259,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "greedy_mean": float(np.mean([r["greedy"] for r in mine])),
         }  # fmt: skip
     return out
+
+
+def _row_key(row: dict[str, Any]) -> str:
+    """The table line a row belongs to: its environment, ``+proprio`` when it used proprioception."""
+    return row["env"] + ("+proprio" if row.get("proprio") else "")
 
 
 def plot_suite(table: dict[str, Any], path: Path) -> None:
@@ -256,7 +276,7 @@ def plot_suite(table: dict[str, Any], path: Path) -> None:
     names = list(table["summary"])
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        rows = [r for r in table["rows"] if r["env"] == name]
+        rows = [r for r in table["rows"] if _row_key(r) == name]
         labels, values, errors = [], [], []
         for r in rows:
             for method, key in (("mpc", "value"), ("greedy", "greedy"), ("random", "random")):

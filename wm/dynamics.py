@@ -117,6 +117,12 @@ class DynamicsPredictor(nn.Module):
         self.latent_in = nn.Linear(latent_dim, width)
         self.action_in = nn.Linear(action_dim, width)
         self.proprio_in = nn.Linear(proprio_dim, width) if self.has_proprio else None
+        self.proprio_head = nn.Linear(width, proprio_dim) if self.has_proprio else None
+        # Proprioception enters and leaves in units of its data set's spread (set by the trainer), so that a
+        # joint angle in radians and a position in pixels weigh alike.
+        # (saved only where there is proprioception: checkpoints without it keep their keys)
+        self.register_buffer("proprio_mean", torch.zeros(max(proprio_dim, 1)), persistent=self.has_proprio)
+        self.register_buffer("proprio_scale", torch.ones(max(proprio_dim, 1)), persistent=self.has_proprio)
         self.slot_embed = nn.Parameter(torch.zeros(self.tokens_per_block, width))  # which token of a step
         self.register_buffer("time_embed", sincos_1d(width, torch.arange(max_steps)), persistent=False)
         self.blocks = nn.ModuleList(CachedBlock(width, num_heads, mlp_ratio) for _ in range(depth))
@@ -146,7 +152,9 @@ class DynamicsPredictor(nn.Module):
                     "this predictor was built with a proprioception input; pass proprio [B, T, P]"
                 )
             assert self.proprio_in is not None  # has_proprio says it was built
-            parts.append(self.proprio_in(proprio).unsqueeze(2))
+            if proprio.shape[:2] != z.shape[:2]:
+                raise ValueError(f"expected proprio [B, T, P] = {tuple(z.shape[:2])} + [P], got {tuple(proprio.shape)}")
+            parts.append(self.proprio_in((proprio - self.proprio_mean) / self.proprio_scale).unsqueeze(2))
         if self.action_token:
             x = torch.cat(parts, dim=2)
         else:  # the conditioning added to every latent token: K tokens a step, not K + 1
@@ -171,8 +179,20 @@ class DynamicsPredictor(nn.Module):
         """z [B, T, K, D], actions [B, T, A] (action t follows z_t) -> (predicted z_{t+1} [B, T, K, D], cache).
 
         With a cache from earlier calls, the T new steps continue that sequence. A residual predictor outputs
-        z_t + delta: "nothing moves" is where it starts, and it only has to learn the motion.
+        z_t + delta: "nothing moves" is where it starts, and it only has to learn the motion. With
+        proprioception, pass ``proprio [B, T, P]``; `forward_full` also returns its prediction.
         """
+        z_next, _, new_cache = self.forward_full(z, actions, cache, proprio)
+        return z_next, new_cache
+
+    def forward_full(
+        self,
+        z: torch.Tensor,
+        actions: torch.Tensor,
+        cache: KVCache | None = None,
+        proprio: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, KVCache]:
+        """`forward`, with the predicted next proprioception [B, T, P] (None without a proprioception input)."""
         past = 0 if cache is None else cache[0][0].shape[2] // self.tokens_per_block
         x = self._tokens(z, actions, past, proprio)
         # One new step sees every cached step and all of its own tokens: no mask needed (a faster kernel).
@@ -181,15 +201,34 @@ class DynamicsPredictor(nn.Module):
         for i, block in enumerate(self.blocks):
             x, kv = block(x, mask, None if cache is None else cache[i])
             new_cache.append(kv)
-        x = rearrange(x, "b (t s) w -> b t s w", s=self.tokens_per_block)[:, :, : self.k]
-        out = self.head(self.norm(x))
-        return (z + out if self.residual else out), new_cache
+        x = rearrange(x, "b (t s) w -> b t s w", s=self.tokens_per_block)
+        z_next, p_next = self._outputs(x, z, proprio)
+        return z_next, p_next, new_cache
+
+    def _outputs(
+        self, x: torch.Tensor, z: torch.Tensor, proprio: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Final tokens [B, T, s, W] -> next latents [B, T, K, D] and next proprioception [B, T, P] (or None)."""
+        out = self.head(self.norm(x[:, :, : self.k]))
+        z_next = z + out if self.residual else out
+        if proprio is None or self.proprio_head is None:
+            return z_next, None
+        # The proprioception token's output (the last token of a step), or the latents' mean without tokens.
+        h = x[:, :, -1] if self.action_token else x[:, :, : self.k].mean(dim=2)
+        delta = self.proprio_head(self.norm(h)) * self.proprio_scale
+        return z_next, (proprio + delta if self.residual else self.proprio_mean + delta)
 
     def decode(
         self, z: torch.Tensor, actions: torch.Tensor, buffer: KVBuffer, proprio: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Inference, one new step: z [B, 1, K, D], actions [B, 1, A] after the steps in ``buffer`` (extended in
         place) -> predicted next z [B, 1, K, D]. The same numbers as `forward` with a list cache."""
+        return self.decode_full(z, actions, buffer, proprio)[0]
+
+    def decode_full(
+        self, z: torch.Tensor, actions: torch.Tensor, buffer: KVBuffer, proprio: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`decode`, with the predicted next proprioception [B, 1, P] (None without a proprioception input)."""
         s = self.tokens_per_block
         past = buffer.length // s
         x = self._tokens(z, actions, past, proprio)  # (B, s, W)
@@ -199,8 +238,7 @@ class DynamicsPredictor(nn.Module):
             assert isinstance(block, CachedBlock)
             x = block.step(x, buffer.keys[i], buffer.values[i], buffer.length)
         buffer.length += s
-        out = self.head(self.norm(x[:, None, : self.k]))
-        return z + out if self.residual else out
+        return self._outputs(x[:, None], z, proprio)
 
     def empty_buffer(self, batch: int, steps: int, like: torch.Tensor) -> KVBuffer:
         """A rollout buffer with room for ``steps`` steps of ``batch`` sequences."""

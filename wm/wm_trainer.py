@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchwm.wm.checkpoint import (
@@ -75,6 +76,12 @@ class WorldModelConfig(Config):
     terms from being met by features that jump when the agent moves a little)."""
     reward_weight: NonNegFloat = 1.0
     """Weight of the reward regression."""
+    proprio: tuple[int, ...] = ()
+    """Proprioception: indices of the recorded state vector (``info["state"]`` or a state observation) that the
+    dynamics take as an extra token each step and predict (``--proprio 2 --proprio 3``: PointMass's velocity).
+    Empty: pixels only. The planning path hands the same entries of each step's state to the model."""
+    proprio_weight: NonNegFloat = 1.0
+    """Weight of the proprioception prediction (teacher-forced and rollout, in units of its spread)."""
     steps: PositiveInt = 2000
     """Optimiser steps."""
     batch_size: PositiveInt = 32
@@ -143,6 +150,7 @@ def data_facts(cfg: WorldModelConfig, dataset: RolloutClips, window: int) -> Dat
         frame_history=window,
         recipe=cfg.recipe,
         planning=planning,
+        proprio=tuple(cfg.proprio),
     )
 
 
@@ -154,6 +162,7 @@ def build_world_model(cfg: WorldModelConfig, dataset: RolloutClips) -> WorldMode
         discrete_actions=False,  # the data set already one-hot encodes discrete actions
         max_steps=max(64, cfg.seq_len + cfg.predict_horizon),
         predict_horizon=cfg.predict_horizon,
+        proprio_dim=len(cfg.proprio),
         **dataclasses.asdict(cfg.shape),
     )
     if cfg.encoder_checkpoint:
@@ -203,10 +212,11 @@ def world_model_loss(
         # EMA momentum 0 all the way: the targets are the online latents, so their second forward pass is skipped.
         online = cfg.ema_start == cfg.ema_end == 0.0
         z, z_tgt = model.latents_for_training(batch["frames"], online_targets=online)  # (B, T, K, D) each
-    tf = model.teacher_forced(z, actions)
+    proprio = batch.get("proprio")  # (B, T, P) or None
+    tf, tf_p = model.teacher_forced_full(z, actions, proprio)
     terms = {"teacher_forcing": F.mse_loss(tf, z_tgt[:, 1:])}
     h = cfg.predict_horizon
-    ar = model.autoregressive(z[:, 0], actions[:, :h], h)
+    ar, ar_p = model.autoregressive_full(z[:, 0], actions[:, :h], h, None if proprio is None else proprio[:, 0])
     terms["rollout"] = F.mse_loss(ar, z_tgt[:, 1 : h + 1])
     # One sample per step, features = all K*D numbers: each token's dimensions must vary across states.
     # (Flattening tokens into samples instead lets the spread *between* tokens, e.g. which quadrant of a
@@ -222,6 +232,12 @@ def world_model_loss(
         + cfg.cov_weight * terms["covariance"]
         + cfg.smooth_weight * terms["smoothness"]
     )
+    if proprio is not None and tf_p is not None and ar_p is not None:
+        scale = model.dynamics.proprio_scale
+        terms["proprio"] = F.mse_loss(tf_p / scale, proprio[:, 1:] / scale) + F.mse_loss(
+            ar_p / scale, proprio[:, 1 : h + 1] / scale
+        )
+        total = total + cfg.proprio_weight * terms["proprio"]
     if model.reward_head is not None and "rewards" in batch:
         pred_r = model.reward_head(z.detach(), actions)
         terms["reward"] = F.mse_loss(pred_r, batch["rewards"])
@@ -243,6 +259,8 @@ class WorldModelTrainer:
         self.dataset = RolloutClips(cfg.root_path, cfg.seq_len, cfg.frame_step)
         self.model = build_world_model(cfg, self.dataset).to(self.device)
         self.model.data = data_facts(cfg, self.dataset, self.model.window)
+        if cfg.proprio:
+            self._set_proprio_stats()
         self.module = self.model  # what `TrainingLoop` saves and restores
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -255,6 +273,23 @@ class WorldModelTrainer:
             self._cache_features(set_stats=any(p.requires_grad for p in self.model.head.parameters()))
         else:
             self._sample_feature_stats()
+
+    def _set_proprio_stats(self) -> None:
+        """Check that every episode recorded the state entries ``cfg.proprio`` names; centre and scale the
+        dynamics' proprioception on their mean and spread over the data set."""
+        dims = list(self.cfg.proprio)
+        states = [e.states for e in self.dataset.episodes]
+        if any(s is None for s in states):
+            raise ValueError(
+                f"proprio={self.cfg.proprio} needs recorded states, but episodes in {self.cfg.root_path} have none "
+                "(the recorder stores info['state'] or a state observation); record an env that gives one"
+            )
+        size = min(s.shape[1] for s in states if s is not None)
+        if max(dims) >= size or min(dims) < 0:
+            self.cfg.fail("proprio", self.cfg.proprio, f"indices of the recorded state vector (size {size})")
+        values = torch.from_numpy(np.concatenate([s[:, dims] for s in states if s is not None]))
+        self.model.dynamics.proprio_mean.copy_(values.mean(0))
+        self.model.dynamics.proprio_scale.copy_(values.std(0).clamp_min(1e-6))
 
     def _cache_features(self, set_stats: bool = True) -> None:
         """Encode every frame once with the frozen encoder: region means [L+1, K, De] per episode; centre
@@ -310,6 +345,15 @@ class WorldModelTrainer:
             "actions": torch.from_numpy(steps.actions[raw]).reshape(t, -1).float(),
             "rewards": torch.from_numpy(steps.rewards[raw]).reshape(t, k).sum(1).float(),
         }
+        if self.cfg.proprio and steps.states is not None:
+            item["proprio"] = torch.from_numpy(steps.states[start : start + t * k : k][:, list(self.cfg.proprio)]).float()
+        return item
+
+    def _item(self, index: int) -> dict[str, torch.Tensor]:
+        """A training sequence decoded from video, with its proprioception when the config asks for it."""
+        item = self.dataset[index]
+        if self.cfg.proprio:
+            item["proprio"] = item["states"][:, list(self.cfg.proprio)]
         return item
 
     # --- the step, as `TrainingLoop` calls it ---------------------------------------------------
@@ -319,8 +363,8 @@ class WorldModelTrainer:
         while True:
             gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
             idx = torch.randint(len(self.dataset), (self.cfg.batch_size,), generator=gen).tolist()
-            items = [self._cached_item(i) if self.features else self.dataset[i] for i in idx]
-            keys = [k for k in ("frames", "pooled", "actions", "rewards") if k in items[0]]
+            items = [self._cached_item(i) if self.features else self._item(i) for i in idx]
+            keys = [k for k in ("frames", "pooled", "actions", "rewards", "proprio") if k in items[0]]
             yield {k: torch.stack([it[k] for it in items]).to(self.device) for k in keys}
             step += 1
 

@@ -138,6 +138,9 @@ class DataFacts(Config):
     """Name of the recipe (`torchwm.wm.recipes`) that trained the model; empty if none."""
     planning: dict[str, Any] = field(default_factory=dict)
     """The recipe's planning defaults (planner, samples, elites, iterations, horizon, max_steps)."""
+    proprio: tuple[int, ...] = ()
+    """Indices of the recorded state vector (``info["state"]`` or a state observation) the model takes as
+    proprioception, in this order (empty: none)."""
 
     @classmethod
     def from_checkpoint_config(cls, raw: dict[str, Any]) -> DataFacts:
@@ -331,19 +334,47 @@ class WorldModel(nn.Module):
             )
         return actions.float()
 
-    def step(self, z_history: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """z_history [B, T, K, D] and the actions taken after each step [B, T, A] -> z_{T} [B, K, D]."""
+    def step(
+        self, z_history: torch.Tensor, actions: torch.Tensor, proprio: torch.Tensor | None = None,
+        return_proprio: bool = False,
+    ) -> Any:
+        """z_history [B, T, K, D] and the actions taken after each step [B, T, A] -> z_{T} [B, K, D].
+
+        A model with proprioception (``spec.proprio_dim > 0``) needs ``proprio [B, T, P]`` of every step;
+        ``return_proprio`` also returns the predicted next proprioception [B, P]: (z, p)."""
         with torch.inference_mode():
-            pred, _ = self.dynamics(z_history, self.to_actions(actions))
-            return pred[:, -1]
+            z_next, p_next, _ = self.dynamics.forward_full(
+                z_history, self.to_actions(actions), None, self._proprio(proprio, z_history.shape[:2])
+            )
+            if return_proprio:
+                return z_next[:, -1], None if p_next is None else p_next[:, -1]
+            return z_next[:, -1]
+
+    def _proprio(self, proprio: torch.Tensor | None, steps: tuple[int, ...]) -> torch.Tensor | None:
+        """Checked proprioception [B, T, P] for a model that takes it (None for one that does not)."""
+        p = self.spec.proprio_dim
+        if p == 0:
+            if proprio is not None:
+                raise ValueError("this world model takes no proprioception (spec.proprio_dim=0); pass proprio=None")
+            return None
+        if proprio is None:
+            raise ValueError(f"this world model takes proprioception: pass proprio [B, T, P] = [{steps[0]}, {steps[1]}, {p}]")
+        proprio = torch.as_tensor(proprio, dtype=torch.float32, device=self.device)
+        if tuple(proprio.shape) != (*steps, p):
+            raise ValueError(f"expected proprio [B, T, P] = {[*steps, p]}, got shape {tuple(proprio.shape)}")
+        check_finite("proprio", proprio)
+        return proprio
 
     def rollout(
-        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None, return_proprio: bool = False,
+    ) -> Any:
         """Imagine H steps: z_context [B, K, D] or [B, Tc, K, D], actions [B, H, A] -> z [B, H, K, D].
 
         ``past_actions`` [B, Tc-1, A] are the actions taken between the context steps (zeros if not given).
-        Step h reuses the keys and values of steps < h (one step of compute per step).
+        Step h reuses the keys and values of steps < h (one step of compute per step). A model with
+        proprioception needs ``proprio`` of the context steps, [B, P] or [B, Tc, P]; its predictions are fed
+        back, and ``return_proprio`` returns them too: (z [B, H, K, D], p [B, H, P]).
         """
         with torch.inference_mode():
             check_finite("rollout's z_context", z_context)
@@ -352,25 +383,33 @@ class WorldModel(nn.Module):
             acts = self.to_actions(actions)
             if acts.ndim != 3 or acts.shape[0] != z.shape[0]:
                 raise ValueError(f"expected actions [B={z.shape[0]}, H, A], got shape {tuple(actions.shape)}")
-            return self._candidates(z, acts[:, None], past_actions)[:, 0]
+            if proprio is not None and proprio.ndim == 2:
+                proprio = proprio[:, None]
+            z_pred, p_pred = self._candidates(z, acts[:, None], past_actions, proprio)
+            if return_proprio:
+                return z_pred[:, 0], None if p_pred is None else p_pred[:, 0]
+            return z_pred[:, 0]
 
     def rollout_candidates(
-        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None
+        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Imagine S candidate futures of each of B contexts: z_context [B, Tc, K, D], actions [B, S, H, A],
         past_actions [B, Tc-1, A] (zeros if not given) -> z [B, S, H, K, D].
 
         The first Tc-1 context steps do not depend on the candidate, so they pass through the dynamics once per
         context, not once per candidate; their keys and values are shared by the S candidates that continue it.
+        A model with proprioception needs ``proprio [B, Tc, P]`` of the context steps.
         """
         with torch.inference_mode():
             check_finite("rollout's z_context", z_context)
             check_finite("rollout's actions", torch.as_tensor(actions, dtype=torch.float32))
-            return self._candidates(z_context, actions, past_actions)
+            return self._candidates(z_context, actions, past_actions, proprio)[0]
 
     def _candidates(
-        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None
-    ) -> torch.Tensor:
+        self, z_context: torch.Tensor, actions: torch.Tensor, past_actions: torch.Tensor | None,
+        proprio: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`rollout_candidates` after its finite checks: validate shapes, convert actions, roll out."""
         if z_context.ndim != 4:
             raise ValueError(f"expected z_context [B, Tc, K, D], got shape {tuple(z_context.shape)}")
@@ -387,25 +426,33 @@ class WorldModel(nn.Module):
                     f"expected past_actions [B={b}, Tc-1={tc - 1}, A] for a context of {tc} steps, "
                     f"got shape {tuple(past_actions.shape)}"
                 )
-        return self._rollout(z_context, acts, past)
+        return self._rollout(z_context, acts, past, self._proprio(proprio, (b, tc)))
 
-    def _rollout(self, z: torch.Tensor, actions: torch.Tensor, past: torch.Tensor) -> torch.Tensor:
-        """z [B, Tc, K, D], one-hot/float actions [B, S, H, A], past [B, Tc-1, A] -> [B, S, H, K, D]."""
+    def _rollout(
+        self, z: torch.Tensor, actions: torch.Tensor, past: torch.Tensor, proprio: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """z [B, Tc, K, D], one-hot/float actions [B, S, H, A], past [B, Tc-1, A], proprio [B, Tc, P] or None
+        -> (z [B, S, H, K, D], proprio [B, S, H, P] or None)."""
         b, tc = z.shape[:2]
         s, horizon = actions.shape[1:3]
         steps = tc + horizon - 1
-        if tc > 1:
-            _, cache = self.dynamics(z[:, :-1], past)  # the shared context, once per row of B
+        if tc > 1:  # the shared context, once per row of B
+            _, _, cache = self.dynamics.forward_full(z[:, :-1], past, None, None if proprio is None else proprio[:, :-1])
             buffer = KVBuffer.of(cache, steps * self.dynamics.tokens_per_block, repeat=s)
         else:
             buffer = self.dynamics.empty_buffer(b * s, steps, z)
         flat = rearrange(actions, "b s h a -> (b s) h a")
         current = z[:, -1:].repeat_interleave(s, dim=0)  # (B S, 1, K, D)
-        out = []
+        p_now = None if proprio is None else proprio[:, -1:].repeat_interleave(s, dim=0)  # (B S, 1, P)
+        out, out_p = [], []
         for h in range(horizon):
-            current = self.dynamics.decode(current, flat[:, h : h + 1], buffer)
+            current, p_now = self.dynamics.decode_full(current, flat[:, h : h + 1], buffer, p_now)
             out.append(current[:, 0])
-        return rearrange(torch.stack(out, dim=1), "(b s) h k d -> b s h k d", b=b)
+            if p_now is not None:
+                out_p.append(p_now[:, 0])
+        z_out = rearrange(torch.stack(out, dim=1), "(b s) h k d -> b s h k d", b=b)
+        p_out = rearrange(torch.stack(out_p, dim=1), "(b s) h p -> b s h p", b=b) if out_p else None
+        return z_out, p_out
 
     def reward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Predicted reward of taking actions [.., A] in latents z [.., K, D] -> [..]."""
@@ -472,21 +519,42 @@ class WorldModel(nn.Module):
             z_tgt = self.target_head.project(pooled)
         return self.head.project(pooled), z_tgt
 
-    def teacher_forced(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def teacher_forced(
+        self, z: torch.Tensor, actions: torch.Tensor, proprio: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """One block-causal pass: predictions of z_1..z_T from z_0..z_{T-1}: [B, T-1, K, D]."""
-        pred, _ = self.dynamics(z[:, :-1], actions[:, :-1])
-        return pred
+        return self.teacher_forced_full(z, actions, proprio)[0]
 
-    def autoregressive(self, z0: torch.Tensor, actions: torch.Tensor, horizon: int) -> torch.Tensor:
+    def teacher_forced_full(
+        self, z: torch.Tensor, actions: torch.Tensor, proprio: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`teacher_forced`, with the predicted proprioception p_1..p_T [B, T-1, P] (None without it)."""
+        pred, p_pred, _ = self.dynamics.forward_full(
+            z[:, :-1], actions[:, :-1], None, None if proprio is None else proprio[:, :-1]
+        )
+        return pred, p_pred
+
+    def autoregressive(
+        self, z0: torch.Tensor, actions: torch.Tensor, horizon: int, proprio0: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Predictions of z_1..z_H fed back as inputs (with gradients): z0 [B, K, D] -> [B, H, K, D]."""
+        return self.autoregressive_full(z0, actions, horizon, proprio0)[0]
+
+    def autoregressive_full(
+        self, z0: torch.Tensor, actions: torch.Tensor, horizon: int, proprio0: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`autoregressive`, from proprioception p_0 [B, P] too, fed back alike: (z [B, H, K, D], p [B, H, P])."""
         out: list[torch.Tensor] = []
+        out_p: list[torch.Tensor] = []
         cache: KVCache | None = None
         z = z0.unsqueeze(1)
+        p = None if proprio0 is None else proprio0.unsqueeze(1)
         for h in range(horizon):
-            pred, cache = self.dynamics(z, actions[:, h : h + 1], cache)
-            z = pred
-            out.append(pred[:, 0])
-        return torch.stack(out, dim=1)
+            z, p, cache = self.dynamics.forward_full(z, actions[:, h : h + 1], cache, p)
+            out.append(z[:, 0])
+            if p is not None:
+                out_p.append(p[:, 0])
+        return torch.stack(out, dim=1), (torch.stack(out_p, dim=1) if out_p else None)
 
     @torch.no_grad()
     def update_targets(self, momentum: float) -> None:
