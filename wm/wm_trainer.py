@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
 from torchwm.wm.checkpoint import (
     jepa_config_of,
     load_state_checked,
@@ -86,6 +88,9 @@ class WorldModelConfig(Config):
     """Optimiser steps."""
     batch_size: PositiveInt = 32
     """Sequences per step."""
+    num_workers: NonNegInt = 0
+    """DataLoader worker processes decoding the video batches ahead of the step (0: decoded in the step).
+    The batches are the same either way; a frozen encoder's cached features never need workers."""
     learning_rate: PositiveFloat = 1e-3
     """Peak AdamW learning rate."""
     warmup_steps: NonNegInt = 100
@@ -335,38 +340,20 @@ class WorldModelTrainer:
             out.append(self.model.pooled_features(frames[None, lo : start + chunk])[0, start - lo :])
         return torch.cat(out)
 
-    def _cached_item(self, index: int) -> dict[str, torch.Tensor]:
-        """A training sequence from the feature cache: the same slicing as `RolloutClips.__getitem__`."""
-        episode, start = self.dataset.locate(index)
-        steps, t, k = self.dataset.episodes[episode], self.cfg.seq_len, self.cfg.frame_step
-        raw = slice(start, start + t * k)
-        item = {
-            "pooled": self.features[episode][start : start + t * k : k],
-            "actions": torch.from_numpy(steps.actions[raw]).reshape(t, -1).float(),
-            "rewards": torch.from_numpy(steps.rewards[raw]).reshape(t, k).sum(1).float(),
-        }
-        if self.cfg.proprio and steps.states is not None:
-            item["proprio"] = torch.from_numpy(steps.states[start : start + t * k : k][:, list(self.cfg.proprio)]).float()
-        return item
-
-    def _item(self, index: int) -> dict[str, torch.Tensor]:
-        """A training sequence decoded from video, with its proprioception when the config asks for it."""
-        item = self.dataset[index]
-        if self.cfg.proprio:
-            item["proprio"] = item["states"][:, list(self.cfg.proprio)]
-        return item
-
     # --- the step, as `TrainingLoop` calls it ---------------------------------------------------
     def batches(self, start_step: int) -> Iterator[dict[str, torch.Tensor]]:
-        """Step i's batch is drawn by a generator seeded by (seed, i), so a resumed run repeats the same steps."""
-        step = start_step
-        while True:
-            gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
-            idx = torch.randint(len(self.dataset), (self.cfg.batch_size,), generator=gen).tolist()
-            items = [self._cached_item(i) if self.features else self._item(i) for i in idx]
-            keys = [k for k in ("frames", "pooled", "actions", "rewards", "proprio") if k in items[0]]
-            yield {k: torch.stack([it[k] for it in items]).to(self.device) for k in keys}
-            step += 1
+        """Step i's batch is drawn by a generator seeded by (seed, i), so a resumed run repeats the same steps;
+        decoded ahead in ``num_workers`` worker processes when the batches come from video."""
+        sequences = TrainingSequences(self.dataset, self.cfg, self.features)
+        if self.features or self.cfg.num_workers == 0:
+            step = start_step
+            while True:
+                yield {k: v.to(self.device) for k, v in sequences.batch(step).items()}
+                step += 1
+        loader = DataLoader(_FromStep(sequences, start_step), batch_size=None, num_workers=self.cfg.num_workers,
+                            prefetch_factor=2, persistent_workers=False)  # fmt: skip
+        for batch in loader:
+            yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def loss(self, batch: dict[str, torch.Tensor], step: int, log_now: bool) -> dict[str, torch.Tensor]:
         return world_model_loss(self.model, self.cfg, batch)
@@ -408,6 +395,60 @@ class WorldModelTrainer:
         }  # fmt: skip
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return result.checkpoint
+
+
+class TrainingSequences:
+    """The training batches of a world-model config: step i's ``batch_size`` sequences are drawn by a generator
+    seeded by (seed, i), from the frozen encoder's cached features or decoded from video. Picklable without a
+    feature cache, so DataLoader workers can make the video batches ahead of the step."""
+
+    def __init__(self, dataset: RolloutClips, cfg: WorldModelConfig, features: list[torch.Tensor]) -> None:
+        self.dataset, self.cfg, self.features = dataset, cfg, features
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """The CPU batch of ``step``."""
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+        idx = torch.randint(len(self.dataset), (self.cfg.batch_size,), generator=gen).tolist()
+        items = [self.cached_item(i) if self.features else self.item(i) for i in idx]
+        keys = [k for k in ("frames", "pooled", "actions", "rewards", "proprio") if k in items[0]]
+        return {k: torch.stack([it[k] for it in items]) for k in keys}
+
+    def item(self, index: int) -> dict[str, torch.Tensor]:
+        """A training sequence decoded from video, with its proprioception when the config asks for it."""
+        item = self.dataset[index]
+        if self.cfg.proprio:
+            item["proprio"] = item["states"][:, list(self.cfg.proprio)]
+        return item
+
+    def cached_item(self, index: int) -> dict[str, torch.Tensor]:
+        """A training sequence from the feature cache: the same slicing as `RolloutClips.__getitem__`."""
+        episode, start = self.dataset.locate(index)
+        steps, t, k = self.dataset.episodes[episode], self.cfg.seq_len, self.cfg.frame_step
+        raw = slice(start, start + t * k)
+        item = {
+            "pooled": self.features[episode][start : start + t * k : k],
+            "actions": torch.from_numpy(steps.actions[raw]).reshape(t, -1).float(),
+            "rewards": torch.from_numpy(steps.rewards[raw]).reshape(t, k).sum(1).float(),
+        }
+        if self.cfg.proprio and steps.states is not None:
+            item["proprio"] = torch.from_numpy(steps.states[start : start + t * k : k][:, list(self.cfg.proprio)]).float()
+        return item
+
+
+class _FromStep(Dataset):
+    """`TrainingSequences` as a map-style data set for a DataLoader: item i is the batch of step start + i."""
+
+    def __init__(self, sequences: TrainingSequences, start: int) -> None:
+        # A copy without the open video readers (RolloutClips pickles without them): a decord reader opened in
+        # the parent (the feature statistics open some) deadlocks in a forked worker.
+        dataset = pickle.loads(pickle.dumps(sequences.dataset))
+        self.sequences, self.start = TrainingSequences(dataset, sequences.cfg, []), start
+
+    def __len__(self) -> int:
+        return max(self.sequences.cfg.steps - self.start, 0) + 1_000_000  # the loop stops first
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.sequences.batch(self.start + i)
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -543,3 +544,14 @@ def test_a_planner_refuses_a_non_finite_latent(model: WorldModel) -> None:
     goal[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"plan's z_goal \(1, 4, 8\) holds a non-finite value \(nan\) at index \(0, 0, 0\)"):
         planner.plan(z, goal)
+
+
+def test_worker_decoded_batches_equal_the_in_step_ones(pretrained: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg = wm_cfg(pretrained, tmp_path / "wm", freeze_encoder=False, encoder_checkpoint="", encoder_preset="tiny")
+    inline = WorldModelTrainer(cfg).batches(5)
+    ahead = WorldModelTrainer(dataclasses.replace(cfg, num_workers=1)).batches(5)
+    for _ in range(3):
+        a, b = next(inline), next(ahead)
+        assert a.keys() == b.keys() and "frames" in a
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
