@@ -159,8 +159,9 @@ def _metric(row: dict[str, Any], metric: Metric) -> tuple[float, list[float] | N
     return float(returns.mean()), [float(returns.mean() - half), float(returns.mean() + half)]
 
 
-def run_env(job: SuiteJob, env: SuiteEnv, seed: int) -> dict[str, Any]:
-    """Fit (or finish fitting) one environment at one seed and evaluate it; the row of the table."""
+def run_env(job: SuiteJob, env: SuiteEnv, seed: int, code: str | None = None) -> dict[str, Any]:
+    """Fit (or finish fitting) one environment at one seed and evaluate it; the row of the table. ``code``: the
+    commit the running code was loaded from (default: the checkout's now)."""
     if env.gl:
         os.environ.setdefault("MUJOCO_GL", env.gl)
     recipe = get_recipe(job.recipe)
@@ -209,7 +210,7 @@ def run_env(job: SuiteJob, env: SuiteEnv, seed: int) -> dict[str, Any]:
         "goal": env.goal, "max_steps": cfg.max_steps,
         "fit_seconds": fit_seconds, "fit_stage_seconds": fitted.seconds, "planning_seconds": time.perf_counter() - t0,
         "run_dir": str(run_dir), "gif": str(run_dir / "planning" / "episode_0.gif") if job.gifs else None,
-        "commit": commit(), "command": _row_command(job, env.name, seed),
+        "commit": code or commit(), "command": _row_command(job, env.name, seed),
     }  # fmt: skip
 
 
@@ -226,6 +227,7 @@ def run_suite(job: SuiteJob) -> dict[str, Any]:
     path = Path(job.results)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = _load(path)
+    code = commit()  # the code this process runs, whatever is checked out by the time a row ends
     for name in job.envs:
         for seed in job.seeds:
             done = [r for r in table["rows"] if r["env"] == name and r["seed"] == seed and r["recipe"] == job.recipe
@@ -234,7 +236,7 @@ def run_suite(job: SuiteJob) -> dict[str, Any]:
                 print(f"[suite] {name} seed {seed}: in {path} already ({done[0]['value']:.3f}), skipped")
                 continue
             print(f"[suite] {name} seed {seed}: fit with recipe {job.recipe!r}, then plan")
-            row = run_env(job, SUITE[name], seed)
+            row = run_env(job, SUITE[name], seed, code)
             table["rows"].append(row)
             table["summary"] = summarise(table["rows"])
             path.write_text(json.dumps(table, indent=2, default=str) + "\n")
