@@ -49,28 +49,41 @@ def make_planner(model: PlanningModel, name: str, cfg: Any, space_low: np.ndarra
     return MPPI(model, space_low, space_high, replace(cfg.mppi, horizon=cfg.horizon))
 
 
-def time_calls(planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, calls: int) -> list[float]:
+def _call(planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, context: int, gen: torch.Generator | None) -> None:
+    """One planning call; ``context`` > 1: from a latent history of that many steps (the current latent
+    repeated, zero actions between, as at an episode's start)."""
+    if context == 1:
+        planner.plan(z, goal, generator=gen)
+        return
+    history = z[:, None].expand(-1, context, -1, -1).contiguous()
+    past = torch.zeros(z.shape[0], context - 1, planner.action_size)
+    planner.plan(history, goal, generator=gen, past_actions=past)
+
+
+def time_calls(planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, calls: int, context: int = 1) -> list[float]:
     gen = torch.Generator().manual_seed(0)
     for _ in range(3):
-        planner.plan(z, goal, generator=gen)
+        _call(planner, z, goal, context, gen)
     out = []
     for _ in range(calls):
         t0 = time.perf_counter()
-        planner.plan(z, goal, generator=gen)
+        _call(planner, z, goal, context, gen)
         out.append(time.perf_counter() - t0)
     return out
 
 
-def count_gflop(planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor) -> float:
+def count_gflop(planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, context: int = 1) -> float:
     with FlopCounterMode(display=False) as counter:
-        planner.plan(z, goal)
+        _call(planner, z, goal, context, None)
     return counter.get_total_flops() / 1e9
 
 
-def row(planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, calls: int, rate: float) -> dict[str, Any]:
-    times = time_calls(planner, z, goal, calls)
+def row(
+    planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, calls: int, rate: float, context: int = 1
+) -> dict[str, Any]:
+    times = time_calls(planner, z, goal, calls, context)
     median = statistics.median(times)
-    gflop = count_gflop(planner, z, goal)
+    gflop = count_gflop(planner, z, goal, context)
     return {
         "median_ms_per_call": round(1000 * median, 2),
         "p95_ms_per_call": round(1000 * float(np.percentile(times, 95)), 2),
@@ -87,7 +100,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--calls", type=int, default=30, help="timed calls per row (after 3 untimed)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32], help="environments planned in one call")
-    p.add_argument("--variants", nargs="*", default=[], help="extra rows: planner:samples:iterations, e.g. mppi:64:3")
+    p.add_argument("--variants", nargs="*", default=[],
+                   help="extra rows: planner:samples:iterations[:horizon[:context]], e.g. mppi:64:3 or mppi:50:2:6 "
+                        "(horizon 6) or mppi:50:2:8:3 (a 3-step latent history)")  # fmt: skip
     p.add_argument("--samples", type=int, default=0, help="samples of the batched rows (0: the checkpoint's recipe)")
     p.add_argument("--iterations", type=int, default=0, help="iterations of the batched rows (0: the recipe's)")
     p.add_argument("--out", default=str(RESULTS))
@@ -118,13 +133,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              goal.expand(n, -1, -1).contiguous(), args.calls, rate),
         }  # fmt: skip
     for spec in args.variants:
-        planner, samples, iterations = spec.split(":")
+        planner, samples, iterations, *rest = spec.split(":")
+        horizon = int(rest[0]) if rest else cfg.horizon
+        context = int(rest[1]) if len(rest) > 1 else 1
         planner_cfg = replace(getattr(cfg, planner), num_samples=int(samples), iterations=int(iterations),
                               num_elites=max(int(samples) // (8 if planner == "mppi" else 10), 2))  # fmt: skip
-        variant = replace(cfg, **{planner: planner_cfg})
-        rows[f"{planner}_{samples}x{iterations}"] = {
+        variant = replace(cfg, horizon=horizon, **{planner: planner_cfg})
+        name = f"{planner}_{samples}x{iterations}" + (f"_h{horizon}" if rest else "") + (f"_c{context}" if context > 1 else "")
+        rows[name] = {
             "planner": planner, "num_samples": int(samples), "iterations": int(iterations), "envs": 1,
-            **row(make_planner(model, planner, variant, low, high), z, goal, args.calls, rate),
+            "horizon": horizon, "context_steps": context,
+            **row(make_planner(model, planner, variant, low, high), z, goal, args.calls, rate, context),
         }  # fmt: skip
     result = {
         "checkpoint": str(args.checkpoint),

@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from planning_speed import (
+    matmul_gflop_s,  # the same matmul rate as the planning benchmark's (a sibling script)
+)
 from torch.utils.flop_counter import FlopCounterMode
 from torchwm.envs.record import record
 from torchwm.wm.loop import LoopSettings, TrainingLoop
@@ -33,19 +36,6 @@ from torchwm.wm.trainer import JEPAAgent
 from torchwm.wm.wm_trainer import WorldModelTrainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recipe_stages.json"
-
-
-def matmul_gflop_s(n: int = 1024, repeats: int = 10) -> float:
-    """Median fp32 matmul rate of this process at its thread setting."""
-    a = torch.randn(n, n)
-    for _ in range(2):
-        a @ a
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def time_loop(loop: TrainingLoop, items_per_step: int, steps: int, rate: float) -> dict[str, Any]:

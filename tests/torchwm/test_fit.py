@@ -4,6 +4,8 @@ tells `bench planning` everything it needs."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,18 @@ def _wrappers(env):  # type: ignore[no-untyped-def]
     while hasattr(env, "env"):
         yield env
         env = env.env
+
+
+def test_the_recipe_stage_benchmark_measures_every_stage_of_a_fitted_run(fitted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "stages.json"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "recipe_stages.py"
+    done = subprocess.run([sys.executable, str(script), "--run", str(fitted), "--recipe", "two-phase-smoke",
+                           "--steps", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    stages = json.loads(out.read_text())["stages"]
+    assert set(stages) == {"record", "jepa", "world_model_joint", "world_model"}
+    for name in ("jepa", "world_model_joint", "world_model"):
+        row = stages[name]
+        assert row["items_per_s"] > 0 and row["gflop_per_step"] > 0 and 0 < row["matmul_fraction"] < 1.5
+        assert 0 <= row["data_wait_fraction"] < 1 and row["run_seconds"] > 0
+    assert stages["record"]["frames_per_s"] > 0
