@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from torchwm.envs.record import record
     from torchwm.envs.two_rooms import TwoRoomsEnv
     from torchwm.pipeline import fit
+    from torchwm.suite import SuiteJob, run_suite
     from torchwm.wm.config import JEPAConfig
     from torchwm.wm.jepa import JEPA
     from torchwm.wm.trainer import JEPAAgent
@@ -58,6 +59,8 @@ _PUBLIC: dict[str, str] = {
     "VectorLatentObservationWrapper": "torchwm.envs.latent",
     "make_latent_env": "torchwm.envs.latent",
     "fit": "torchwm.pipeline",
+    "run_suite": "torchwm.suite",
+    "SuiteJob": "torchwm.suite",
     "LatentDreamEnv": "torchwm.envs.dream",
     "LatentDreamVectorEnv": "torchwm.envs.dream",
     "ActionRepeat": "torchwm.envs.action_repeat",
@@ -105,6 +108,7 @@ __all__ = [
     "PointMassEnv",
     "PolicyTrainingConfig",
     "RandomPolicy",
+    "SuiteJob",
     "TwoRoomsEnv",
     "VectorLatentObservationWrapper",
     "WorldModel",
@@ -117,6 +121,7 @@ __all__ = [
     "make_latent_env",
     "record",
     "run_planning_benchmark",
+    "run_suite",
     "train_policy",
 ]
 """The curated public names; `tests/torchwm/test_public.py` holds it equal to ``_PUBLIC``."""
