@@ -407,8 +407,10 @@ def plot_table(results: dict[str, Any], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _beside(frame: np.ndarray, goal: np.ndarray | None) -> np.ndarray:
-    """The frame and, if there is one, the goal image to its right."""
+def _beside(frame: Any, goal: np.ndarray | None) -> np.ndarray:
+    """The frame (a dict observation's ``"pixels"``) and, if there is one, the goal image to its right."""
+    if isinstance(frame, dict):
+        frame = frame["pixels"]
     if goal is None:
         return frame
     return np.concatenate([frame, np.full((frame.shape[0], 2, 3), 255, np.uint8), goal], axis=1)

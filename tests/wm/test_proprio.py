@@ -104,3 +104,7 @@ def test_the_planning_path_hands_the_state_entries_to_the_model(pretrained, tmp_
     agent.predict(obs2)
     assert seen[-1] is not None and seen[-1].shape == (1, 2, 2)
     torch.testing.assert_close(seen[-1][0], torch.tensor(np.stack([obs["proprio"], obs2["proprio"]])))
+    from torchwm.agents.benchmark import render_episode
+
+    done = render_episode(agent, env, seed=4, max_steps=2, stem=tmp_path / "episode")  # dict observations
+    assert done["steps"] >= 1 and (tmp_path / "episode.gif").is_file()
