@@ -5,7 +5,8 @@
 One line per environment (and per environment with proprioception): the recipe's planner (MPPI, one latent
 step) as mean (min–max) over the training seeds with seed 0's 95% interval, the same planner from a
 3-step latent history, the greedy one-step planner and the random policy on the same starts and goals, the
-target and whether the mean meets it, and the minutes of recording + training per seed.
+target and whether the mean meets it, and the minutes of recording + training per seed (of the call that
+wrote the row: a fit finished by an earlier, interrupted call shows no time).
 """
 
 from __future__ import annotations
@@ -22,35 +23,36 @@ def _fmt(value: float, metric: str) -> str:
     return f"{value:.2f}" if metric == "success_rate" else f"{value:.0f}"
 
 
-def _spread(values: list[float], metric: str) -> str:
-    if len(values) == 1:
-        return _fmt(values[0], metric)
+def _spread(values: list[float], metric: str, bold: bool = False) -> str:
     mean = sum(values) / len(values)
-    return f"{_fmt(mean, metric)} ({_fmt(min(values), metric)}–{_fmt(max(values), metric)})"
+    text = f"**{_fmt(mean, metric)}**" if bold else _fmt(mean, metric)
+    if len(values) == 1:
+        return text
+    return f"{text} ({_fmt(min(values), metric)}–{_fmt(max(values), metric)})"
 
 
 def table(data: dict[str, Any]) -> str:
-    head = ("| env | metric | seeds | MPPI 50 × 2 (seed 0's 95% CI) | from a 3-step history | greedy one-step | "
-            "random policy | target | met | fit min / seed |")  # fmt: skip
-    lines = [head, "| " + " | ".join(["---"] * 10) + " |"]
+    head = ("| env | metric | training seeds | MPPI 50 × 2: mean (min–max) | seed 0's 95% CI | from a 3-step history "
+            "| greedy one-step | random policy | target | met | fit min / seed |")  # fmt: skip
+    lines = [head, "| " + " | ".join(["---"] * 11) + " |"]
     keys = dict.fromkeys(r["env"] + ("+proprio" if r.get("proprio") else "") for r in data["rows"])
     for key in keys:
         rows = sorted((r for r in data["rows"] if r["env"] + ("+proprio" if r.get("proprio") else "") == key),
                       key=lambda r: r["seed"])  # fmt: skip
         metric = rows[0]["metric"]
         first = rows[0]
-        ci = f" ({_fmt(first['ci95'][0], metric)}–{_fmt(first['ci95'][1], metric)})"
+        ci = f"{_fmt(first['ci95'][0], metric)}–{_fmt(first['ci95'][1], metric)}"
         mean = sum(r["value"] for r in rows) / len(rows)
         target = first["target"]
         met = "" if target is None else ("yes" if mean >= target else "**no**")
         context = [r["value_context3"] for r in rows if "value_context3" in r]
         cells = [
             key, "success" if metric == "success_rate" else "return", ", ".join(str(r["seed"]) for r in rows),
-            f"**{_spread([r['value'] for r in rows], metric)}**{ci}",
+            _spread([r["value"] for r in rows], metric, bold=True), ci,
             _spread(context, metric) if context else "",
             _spread([r["greedy"] for r in rows], metric), _spread([r["random"] for r in rows], metric),
             "reported" if target is None else ("≥ " + _fmt(target, metric)), met,
-            ", ".join(f"{r['fit_seconds'] / 60:.1f}" for r in rows),
+            ", ".join(f"{r['fit_seconds'] / 60:.1f}" if r["fit_seconds"] >= 1 else "(an earlier call)" for r in rows),
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
