@@ -94,6 +94,8 @@ class DynamicsPredictor(nn.Module):
     """Predict the next per-step latent [.., K, D] from latents and actions, block-causally over time."""
 
     time_embed: torch.Tensor  # fixed sin-cos time positions [max_steps, W] (a buffer)
+    proprio_mean: torch.Tensor  # [P] the data set's proprioception mean (a buffer)
+    proprio_scale: torch.Tensor  # [P] and its spread
 
     def __init__(
         self,
