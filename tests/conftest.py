@@ -8,6 +8,11 @@ import numpy as np
 import pytest
 import torch
 from torchwm.wm.config import JEPAConfig
+from torchwm.wm.episodes import decord_module
+
+# Test modules that import decord are collected before any test runs; loading decord through
+# `decord_module` here first keeps its bundled zlib from breaking pygame's PNG reading (Pendulum-v1).
+decord_module()
 
 # Tiny shapes gain nothing from intra-op threads, and on a busy machine OpenMP workers that spin-wait
 # for a descheduled sibling make a 10 ms step take over a second.

@@ -315,11 +315,11 @@ def test_planners_refuse_bad_bounds_naming_them(planner_cls: type, low: list, hi
 @pytest.mark.parametrize(
     ("z", "goal", "match"),
     [
-        (torch.zeros(2, 2), torch.zeros(2, 2), r"z must be \[B, K, D\], got shape \(2, 2\)"),
+        (torch.zeros(2, 2), torch.zeros(2, 2), r"z must be \[B, K, D\] \(or a history \[B, C, K, D\]\), got shape \(2, 2\)"),
         (
-            torch.zeros(1, 2, 1, 2),
-            torch.zeros(1, 2, 1, 2),
-            r"z must be \[B, K, D\], got shape \(1, 2, 1, 2\)",
+            torch.zeros(1, 2, 1, 2, 1),
+            torch.zeros(1, 1, 2),
+            r"z must be \[B, K, D\] \(or a history \[B, C, K, D\]\), got shape \(1, 2, 1, 2, 1\)",
         ),
         (
             torch.zeros(2, 1, 2),
