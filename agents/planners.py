@@ -283,7 +283,10 @@ class SamplingPlanner:
             proprio = torch.as_tensor(proprio, device=self.device, dtype=z.dtype)
             check_finite("plan's proprio", proprio)
             if not callable(getattr(self.model, "rollout_candidates", None)):
-                raise TypeError(f"proprioception needs a model with rollout_candidates; {type(self.model).__name__} has none")
+                raise TypeError(
+                    f"proprioception needs a model with rollout_candidates(z_context, actions, past_actions, proprio); "
+                    f"{type(self.model).__name__} has none: wrap a WorldModel in PlanningModel, or pass proprio=None"
+                )
         if history is None:
             if past_actions is not None:
                 raise ValueError("past_actions need a latent history z [B, C, K, D] to go between")

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from torchwm.suite import row_key
+
 RESULTS = Path(__file__).resolve().parent / "results" / "suite.json"
 
 
@@ -35,10 +37,9 @@ def table(data: dict[str, Any]) -> str:
     head = ("| env | metric | training seeds | MPPI 50 × 2: mean (min–max) | seed 0's 95% CI | from a 3-step history "
             "| greedy one-step | random policy | target | met | fit min / seed |")  # fmt: skip
     lines = [head, "| " + " | ".join(["---"] * 11) + " |"]
-    keys = dict.fromkeys(r["env"] + ("+proprio" if r.get("proprio") else "") for r in data["rows"])
+    keys = dict.fromkeys(row_key(r) for r in data["rows"])
     for key in keys:
-        rows = sorted((r for r in data["rows"] if r["env"] + ("+proprio" if r.get("proprio") else "") == key),
-                      key=lambda r: r["seed"])  # fmt: skip
+        rows = sorted((r for r in data["rows"] if row_key(r) == key), key=lambda r: r["seed"])
         metric = rows[0]["metric"]
         first = rows[0]
         ci = f"{_fmt(first['ci95'][0], metric)}–{_fmt(first['ci95'][1], metric)}"

@@ -50,8 +50,8 @@ class SuiteEnv(Config):
     """Gymnasium id."""
     metric: Metric = "success_rate"
     """What the row reports: goal-reaching success, or the mean episode return (reward-cost planning)."""
-    target: float = 0.0
-    """The issue's target for ``metric``."""
+    target: float | None = None
+    """The issue's target for ``metric`` (None: reported without one)."""
     imports: tuple[str, ...] = ()
     """Modules that register the environment."""
     frame_skip: PositiveInt | None = None
@@ -198,10 +198,10 @@ def run_env(job: SuiteJob, env: SuiteEnv, seed: int, code: str | None = None) ->
     return {
         "env": env.name, "env_id": env.env_id, "seed": seed, "recipe": recipe.name, "metric": env.metric,
         "proprio": list(proprio),
-        "target": env.target if env.name != "reacher" else None,
+        "target": env.target,
         "planner": planner, "value": value, "ci95": ci,
         "random": random_value, "random_ci95": random_ci, "greedy": greedy_value, "greedy_ci95": greedy_ci,
-        "met": (value >= env.target) if env.name != "reacher" else None,
+        "met": None if env.target is None else value >= env.target,
         "context_steps": cfg.context_steps, **contexts,
         "success_rate": methods[planner]["success_rate"], "mean_return": methods[planner]["mean_return"],
         "random_success_rate": methods["random"]["success_rate"], "random_mean_return": methods["random"]["mean_return"],
@@ -251,8 +251,8 @@ def run_suite(job: SuiteJob) -> dict[str, Any]:
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per environment: the metric's mean, min and max over the training seeds, the random policy's mean."""
     out: dict[str, Any] = {}
-    for name in dict.fromkeys(_row_key(r) for r in rows):
-        mine = [r for r in rows if _row_key(r) == name]
+    for name in dict.fromkeys(row_key(r) for r in rows):
+        mine = [r for r in rows if row_key(r) == name]
         values = [r["value"] for r in mine]
         out[name] = {
             "metric": mine[0]["metric"], "target": mine[0]["target"], "seeds": [r["seed"] for r in mine],
@@ -263,7 +263,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _row_key(row: dict[str, Any]) -> str:
+def row_key(row: dict[str, Any]) -> str:
     """The table line a row belongs to: its environment, ``+proprio`` when it used proprioception."""
     return row["env"] + ("+proprio" if row.get("proprio") else "")
 
@@ -278,7 +278,7 @@ def plot_suite(table: dict[str, Any], path: Path) -> None:
     names = list(table["summary"])
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        rows = [r for r in table["rows"] if _row_key(r) == name]
+        rows = [r for r in table["rows"] if row_key(r) == name]
         labels, values, errors = [], [], []
         for r in rows:
             for method, key in (("mpc", "value"), ("greedy", "greedy"), ("random", "random")):

@@ -24,6 +24,7 @@ so frames of such a width are stored padded on the right (edge pixels repeated) 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -68,10 +69,8 @@ def decord_module():  # noqa: ANN201
     renderers load PNG assets: Pendulum-v1 failed with "Error reading the PNG file" in any process that had
     decoded a video before). With pygame's libpng loaded first both work (checked with decord 0.6 and
     pygame 2.6), so every decord import goes through here."""
-    try:
+    with contextlib.suppress(ImportError):  # without pygame there is nothing to protect
         import pygame.image  # noqa: F401
-    except ImportError:
-        pass
     import decord
 
     return decord
