@@ -24,7 +24,7 @@ from typing import Any, Literal
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config, PositiveFloat, PositiveInt
 from torchwm.wm.wm_trainer import WorldModelConfig
-from torchwm.wm.world_model import DynamicsShape
+from torchwm.wm.world_model import DynamicsShape, Pooling
 
 PlannerKind = Literal["cem", "mppi"]
 
@@ -77,6 +77,8 @@ class Recipe(Config):
     planned worse (MPPI 50 x 2 success 0.32-0.36 against 0.50, `benchmarks/results/dynamics_shapes.json`)."""
     mlp_ratio: PositiveFloat = 4.0
     """Hidden width of the dynamics' MLPs over ``width`` (2 was measured with the cheaper shapes above)."""
+    pooling: Pooling = "mean"
+    """How the latent head pools each region of patch tokens (`torchwm.wm.world_model.LatentHead`)."""
     planning: PlanningDefaults = field(default_factory=PlanningDefaults)
     """How its world models plan."""
 
@@ -145,7 +147,9 @@ class Recipe(Config):
     @property
     def shape(self) -> DynamicsShape:
         """The world model's shape in both phases (phase 2 reuses phase 1's latent head, so they must agree)."""
-        return DynamicsShape(width=self.width, action_token=self.action_token, mlp_ratio=self.mlp_ratio)
+        return DynamicsShape(
+            width=self.width, action_token=self.action_token, mlp_ratio=self.mlp_ratio, pooling=self.pooling
+        )
 
     def scaled(self, **budget: Any) -> Recipe:
         """The same recipe with other budgets (``episodes``, ``jepa_steps``, ...), under the same name."""

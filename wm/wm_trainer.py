@@ -192,12 +192,13 @@ def build_world_model(cfg: WorldModelConfig, dataset: RolloutClips) -> WorldMode
 
 def _check_same_latent(cfg: WorldModelConfig, spec: dict[str, Any], ckpt: Path) -> None:
     """A world model's latent head is reused as is, so the new model must ask for the same latent shape."""
-    theirs = (spec.get("latent_grid"), spec.get("latent_dim"))
-    ours = (cfg.shape.latent_grid, cfg.shape.latent_dim)
+    theirs = (spec.get("latent_grid"), spec.get("latent_dim"), spec.get("pooling", "mean"))
+    ours = (cfg.shape.latent_grid, cfg.shape.latent_dim, cfg.shape.pooling)
     if theirs != ours:
         raise ValueError(
-            f"encoder_checkpoint {ckpt} is a world model with latent_grid={theirs[0]}, latent_dim={theirs[1]}; its "
-            f"latent head is reused, so set shape.latent_grid and shape.latent_dim to those (got {ours[0]}, {ours[1]})"
+            f"encoder_checkpoint {ckpt} is a world model with latent_grid={theirs[0]}, latent_dim={theirs[1]}, "
+            f"pooling={theirs[2]!r}; its latent head is reused, so set shape.latent_grid, shape.latent_dim and "
+            f"shape.pooling to those (got {ours[0]}, {ours[1]}, {ours[2]!r})"
         )
 
 

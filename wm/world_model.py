@@ -3,8 +3,9 @@
     frames [B, T, H, W, C] --encoder (per frame, or a sliding clip)--> tokens --latent head--> z [B, T, K, D]
     z_<=t, a_<=t --DynamicsPredictor (block-causal, cached)--> z_{t+1}
 
-The per-step latent z_t is K tokens of width D: the encoder's patch tokens of frame t averaged over a
-``latent_grid`` x ``latent_grid`` grid (K = latent_grid²) and projected to D by a small head. The
+The per-step latent z_t is K tokens of width D: the encoder's patch tokens of frame t pooled over the regions
+of a ``latent_grid`` x ``latent_grid`` grid (K = latent_grid²; averaged, or side by side: ``pooling``) and
+projected to D by a small head. The
 head is trained with the dynamics (its EMA copy gives the targets, a variance/covariance term keeps it
 from collapsing); the encoder is either loaded frozen from a JEPA pretraining checkpoint or trained
 jointly with an EMA target. Every query is batched over any leading batch and runs under
@@ -17,7 +18,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from torchwm.wm.config_base import Config, NonNegInt, PositiveFloat, PositiveInt
 from torchwm.wm.dynamics import DynamicsPredictor, KVBuffer, KVCache
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.jepa import build_encoder
+
+Pooling = Literal["mean", "patches"]
+"""How a latent token is made from its region of patch tokens (see `LatentHead`)."""
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
@@ -60,7 +64,11 @@ class WorldModelSpec(Config):
     discrete_actions: bool = False
     """Actions are integer choices, one-hot encoded inside the model."""
     latent_grid: PositiveInt = 2
-    """K = latent_grid² tokens a step, each the mean of a region of patch tokens."""
+    """K = latent_grid² tokens a step, one per region of patch tokens."""
+    pooling: Pooling = "mean"
+    """How a region's patch tokens become its latent token: ``mean`` (their average, projected) or ``patches``
+    (all of them side by side, projected: where in the region something is survives). Default ``mean``: what
+    checkpoints written before the option were."""
     latent_dim: PositiveInt = 64
     """D, the width of a latent token."""
     width: PositiveInt = 128
@@ -96,7 +104,9 @@ class DynamicsShape(Config):
     (the action size) and the trainer derives (the longest sequence). Defaults are `WorldModelSpec`'s."""
 
     latent_grid: PositiveInt = WorldModelSpec.latent_grid
-    """K = latent_grid² tokens a step, each the mean of a region of patch tokens."""
+    """K = latent_grid² tokens a step, one per region of patch tokens."""
+    pooling: Pooling = WorldModelSpec.pooling
+    """How a region's patch tokens become its latent token: ``mean`` or ``patches`` (see `WorldModelSpec`)."""
     latent_dim: PositiveInt = WorldModelSpec.latent_dim
     """D, the width of a latent token."""
     width: PositiveInt = WorldModelSpec.width
@@ -154,29 +164,47 @@ class DataFacts(Config):
 
 
 class LatentHead(nn.Module):
-    """Patch tokens of one step [B, g*g, De] -> per-step latent [B, K, D] (region means, projected, normed)."""
+    """Patch tokens of one step [B, g*g, De] -> per-step latent [B, K, D]: each region of the patch grid pooled
+    (``mean``: its tokens' average, [De]; ``patches``: its r*r tokens side by side, [r*r*De]), then projected
+    and layer-normed.
 
-    feature_mean: torch.Tensor  # [K, De] (a buffer set from data)
+    ``mean`` keeps which region the agent is in and little of where inside it: on the built-in arenas (an agent
+    of ~4 pixels, regions of 32) the latent distance to a goal was nearly flat across the goal's quadrant, so a
+    planner reached the quadrant and not the goal (`benchmarks/oracle_planning.py --learned-cost`). ``patches``
+    lets the projection see which patch of the region holds what.
+    """
+
+    feature_mean: torch.Tensor  # [K, F] (a buffer set from data)
     feature_scale: torch.Tensor  # [] (a buffer set from data)
 
-    def __init__(self, grid: int, embed_dim: int, latent_grid: int, latent_dim: int) -> None:
+    def __init__(
+        self, grid: int, embed_dim: int, latent_grid: int, latent_dim: int, pooling: Pooling = "mean"
+    ) -> None:
         super().__init__()
         if grid % latent_grid:
             raise ValueError(f"latent_grid={latent_grid} must divide the encoder's patch grid {grid}")
-        self.grid, self.latent_grid = grid, latent_grid
-        self.proj = nn.Linear(embed_dim, latent_dim)
-        # What the projection sees is (region means - feature_mean) / feature_scale, set from data by
+        if pooling not in ("mean", "patches"):
+            raise ValueError(f"pooling must be 'mean' or 'patches', got {pooling!r}")
+        self.grid, self.latent_grid, self.pooling = grid, latent_grid, pooling
+        self.region = grid // latent_grid
+        features = embed_dim * (self.region**2 if pooling == "patches" else 1)
+        self.proj = nn.Linear(features, latent_dim)
+        # What the projection sees is (pooled - feature_mean) / feature_scale, set from data by
         # `WorldModel.set_feature_stats` (identity until then).
-        self.register_buffer("feature_mean", torch.zeros(latent_grid**2, embed_dim))
+        self.register_buffer("feature_mean", torch.zeros(latent_grid**2, features))
         self.register_buffer("feature_scale", torch.ones(()))
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Patch tokens [B, g*g, De] -> region means [B, K, De] (no parameters)."""
+        """Patch tokens [B, g*g, De] -> pooled regions [B, K, F] (no parameters; F = De, or r*r*De)."""
+        if self.pooling == "patches":
+            return rearrange(
+                tokens, "b (gh r1 gw r2) d -> b (gh gw) (r1 r2 d)", gh=self.latent_grid, r1=self.region, r2=self.region
+            )
         x = F.adaptive_avg_pool2d(rearrange(tokens, "b (h w) d -> b d h w", h=self.grid), self.latent_grid)
         return rearrange(x, "b d h w -> b (h w) d")
 
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Region means [.., K, De] -> latent tokens [.., K, D], centred and scaled, projected, layer-normed."""
+        """Pooled regions [.., K, F] -> latent tokens [.., K, D], centred and scaled, projected, layer-normed."""
         x = self.proj((pooled - self.feature_mean) / self.feature_scale)
         return F.layer_norm(x, x.shape[-1:])
 
@@ -206,7 +234,7 @@ class WorldModel(nn.Module):
         self.data = DataFacts(frame_history=self.window)
         """What the model was trained on (read from its checkpoint; set by the trainer)."""
         self.encoder: VisionEncoder = build_encoder(jepa_cfg)
-        self.head = LatentHead(jepa_cfg.grid_size, jepa_cfg.embed_dim, spec.latent_grid, spec.latent_dim)
+        self.head = LatentHead(jepa_cfg.grid_size, jepa_cfg.embed_dim, spec.latent_grid, spec.latent_dim, spec.pooling)
         self.dynamics = DynamicsPredictor(
             spec.latent_dim,
             self.k,

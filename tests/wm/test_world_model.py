@@ -555,3 +555,37 @@ def test_worker_decoded_batches_equal_the_in_step_ones(pretrained: tuple[Path, P
         assert a.keys() == b.keys() and "frames" in a
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+# --- latent head pooling -----------------------------------------------------------------------
+
+
+def test_patch_pooling_tells_apart_what_region_means_cannot() -> None:
+    """Two token grids that differ only by where, inside one region, a token sits: the region means are equal,
+    so ``mean`` pooling gives one latent for both; ``patches`` keeps the arrangement and gives two."""
+    from torchwm.wm.world_model import LatentHead
+
+    torch.manual_seed(0)
+    grid, width = 4, 8  # 4x4 patch grid, latent_grid 2: regions of 2x2 patches
+    tokens = torch.randn(1, grid * grid, width)
+    swapped = tokens.clone()
+    swapped[0, [0, 1]] = tokens[0, [1, 0]]  # patches (0, 0) and (0, 1): both in the top-left region
+    for pooling, differ in (("mean", False), ("patches", True)):
+        head = LatentHead(grid, width, 2, 16, pooling)
+        a, b = head(tokens), head(swapped)
+        assert a.shape == b.shape == (1, 4, 16)
+        assert (not torch.allclose(a[:, 0], b[:, 0])) is differ, pooling
+        torch.testing.assert_close(a[:, 1:], b[:, 1:])  # the other regions are untouched either way
+
+
+def test_patch_pooling_world_model_round_trips_and_trains_with_a_frozen_encoder(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cfg = wm_cfg(pretrained, tmp_path / "wm", shape=DynamicsShape(pooling="patches", latent_dim=D, width=32, heads=2))
+    final = WorldModelTrainer(cfg).run()
+    model = load_world_model(final)
+    assert model.spec.pooling == "patches"
+    region = model.head.region
+    assert model.head.proj.in_features == model.jepa_cfg.embed_dim * region * region
+    z = model.encode(random_frames(2, 3))
+    assert z.shape == (2, 3, K, D) and torch.isfinite(z).all()
