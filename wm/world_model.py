@@ -101,12 +101,16 @@ class WorldModelSpec(Config):
 @dataclass(frozen=True)
 class DynamicsShape(Config):
     """The part of a world model's shape a training config chooses; `WorldModelSpec` adds what the data fixes
-    (the action size) and the trainer derives (the longest sequence). Defaults are `WorldModelSpec`'s."""
+    (the action size) and the trainer derives (the longest sequence). Defaults are `WorldModelSpec`'s, except
+    ``pooling``."""
 
     latent_grid: PositiveInt = WorldModelSpec.latent_grid
     """K = latent_grid² tokens a step, one per region of patch tokens."""
-    pooling: Pooling = WorldModelSpec.pooling
-    """How a region's patch tokens become its latent token: ``mean`` or ``patches`` (see `WorldModelSpec`)."""
+    pooling: Pooling = "patches"
+    """How a region's patch tokens become its latent token: ``patches`` (side by side) or ``mean`` (see
+    `WorldModelSpec`, whose default stays ``mean`` so that older checkpoints load as they were trained). A new
+    model pools ``patches``: with ``mean`` the latent barely knew where in a region the agent was, and planning
+    stopped at the goal's region (`benchmarks/oracle_planning.py`)."""
     latent_dim: PositiveInt = WorldModelSpec.latent_dim
     """D, the width of a latent token."""
     width: PositiveInt = WorldModelSpec.width

@@ -496,7 +496,11 @@ def test_second_phase_with_another_latent_shape_names_the_fields(
     joint_ckpt = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "joint", freeze_encoder=False)).run()
     cfg = wm_cfg(pretrained, tmp_path / "dyn", encoder_checkpoint=str(joint_ckpt),
                  shape=DynamicsShape(width=32, heads=2, latent_dim=8))  # fmt: skip
-    with pytest.raises(ValueError, match=r"latent_dim=16.*set shape.latent_grid and shape.latent_dim.*got 2, 8"):
+    with pytest.raises(ValueError, match=r"latent_dim=16.*set shape.latent_grid, shape.latent_dim and shape.pooling.*got 2, 8"):
+        WorldModelTrainer(cfg)
+    cfg = wm_cfg(pretrained, tmp_path / "dyn", encoder_checkpoint=str(joint_ckpt),
+                 shape=DynamicsShape(width=32, heads=2, latent_dim=16, pooling="mean"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"pooling='patches'.*got 2, 16, 'mean'"):
         WorldModelTrainer(cfg)
 
 
