@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torchwm.agents.benchmark import DEFAULT_RESET_OPTIONS, planner_configs
 from torchwm.agents.evaluate import wilson_interval
-from torchwm.agents.planners import MPPI, CEM
+from torchwm.agents.planners import CEM, MPPI
 from torchwm.envs.action_repeat import ActionRepeat
 from torchwm.envs.reset_options import ResetOptions
 from torchwm.wm.recipes import get_recipe

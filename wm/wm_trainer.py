@@ -212,7 +212,7 @@ def world_model_loss(
 ) -> dict[str, torch.Tensor]:
     """Every loss term of one batch (``total`` is their weighted sum)."""
     actions = batch["actions"]
-    if "pooled" in batch:  # frozen encoder: cached region means of each frame
+    if "pooled" in batch:  # frozen encoder: cached pooled regions of each frame
         z, z_tgt = model.latents_from_pooled(batch["pooled"])
     else:
         # EMA momentum 0 all the way: the targets are the online latents, so their second forward pass is skipped.
@@ -298,7 +298,7 @@ class WorldModelTrainer:
         self.model.dynamics.proprio_scale.copy_(values.std(0).clamp_min(1e-6))
 
     def _cache_features(self, set_stats: bool = True) -> None:
-        """Encode every frame once with the frozen encoder: region means [L+1, K, De] per episode; centre
+        """Encode every frame once with the frozen encoder: pooled regions [L+1, K, F] per episode; centre
         the latent head's input on their statistics (``set_stats``)."""
         self.features = []
         bar = tqdm(
@@ -313,7 +313,7 @@ class WorldModelTrainer:
             self.model.set_feature_stats(torch.cat(self.features))
 
     def _sample_feature_stats(self, frames_per_episode: int = 8, max_frames: int = 4096) -> None:
-        """Centre the latent head's input on the initial encoder's region means of frames spread over the data
+        """Centre the latent head's input on the initial encoder's pooled regions of frames spread over the data
         set (a fixed affine map: the jointly trained encoder moves away from it, the head adapts).
 
         Without it, a new or pretrained encoder's region means differ between states by a tiny fraction of

@@ -5,11 +5,10 @@
 
 The per-step latent z_t is K tokens of width D: the encoder's patch tokens of frame t pooled over the regions
 of a ``latent_grid`` x ``latent_grid`` grid (K = latent_grid²; averaged, or side by side: ``pooling``) and
-projected to D by a small head. The
-head is trained with the dynamics (its EMA copy gives the targets, a variance/covariance term keeps it
-from collapsing); the encoder is either loaded frozen from a JEPA pretraining checkpoint or trained
-jointly with an EMA target. Every query is batched over any leading batch and runs under
-`torch.inference_mode()`; no Python loop runs over samples.
+projected to D by a small head. The head is trained with the dynamics (its EMA copy gives the targets, a
+variance/covariance term keeps it from collapsing); the encoder is either loaded frozen from a JEPA
+pretraining checkpoint or trained jointly with an EMA target. Every query is batched over any leading batch
+and runs under `torch.inference_mode()`; no Python loop runs over samples.
 """
 
 from __future__ import annotations
@@ -523,7 +522,7 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def pooled_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frozen-encoder region means of every step: uint8 [B, T, H, W, C] -> [B, T, K, De].
+        """Frozen-encoder pooled regions of every step: uint8 [B, T, H, W, C] -> [B, T, K, F] (`LatentHead.pool`).
 
         With a frozen encoder these never change, so a trainer can compute them once per frame.
         """
@@ -532,7 +531,7 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def set_feature_stats(self, pooled: torch.Tensor) -> None:
-        """Centre the latent head's input on the mean of a data set's region means [N, K, De], at unit RMS.
+        """Centre the latent head's input on the mean of a data set's pooled regions [N, K, F], at unit RMS.
 
         A frozen encoder's region means differ between states by ~1e-3 of their size (the static scene
         dominates them), so without this the latents barely move when the agent does, and the dynamics
@@ -546,7 +545,7 @@ class WorldModel(nn.Module):
             head.feature_scale.copy_(scale)
 
     def latents_from_pooled(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(online z, EMA target z) [B, T, K, D] from cached region means [B, T, K, De]."""
+        """(online z, EMA target z) [B, T, K, D] from cached pooled regions [B, T, K, F]."""
         with torch.no_grad():
             z_tgt = self.target_head.project(pooled)
         return self.head.project(pooled), z_tgt
