@@ -17,7 +17,7 @@ import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from torchwm.wm.schedule import linear_ramp
 from torchwm.wm.trainer import resolve_device
 from torchwm.wm.world_model import DataFacts, DynamicsShape, WorldModel, WorldModelSpec
 from tqdm.auto import tqdm
+
+FeatureCache = Literal["pooled", "latents"]
+"""What a frozen encoder's trainer caches per frame: pooled regions (the head trains) or latents (it is frozen)."""
 
 
 @dataclass
@@ -212,7 +215,9 @@ def world_model_loss(
 ) -> dict[str, torch.Tensor]:
     """Every loss term of one batch (``total`` is their weighted sum)."""
     actions = batch["actions"]
-    if "pooled" in batch:  # frozen encoder: cached pooled regions of each frame
+    if "latents" in batch:  # frozen encoder and head: the cached latents are the inputs and the targets
+        z = z_tgt = batch["latents"]
+    elif "pooled" in batch:  # frozen encoder: cached pooled regions of each frame
         z, z_tgt = model.latents_from_pooled(batch["pooled"])
     else:
         # EMA momentum 0 all the way: the targets are the online latents, so their second forward pass is skipped.
@@ -274,6 +279,7 @@ class WorldModelTrainer:
         self.step = 0
         self.last_terms: dict[str, float] = {}
         self.features: list[torch.Tensor] = []
+        self.feature_kind: FeatureCache = "pooled"
         if cfg.freeze_encoder:
             # A head loaded from a world model keeps the input statistics it was trained with.
             self._cache_features(set_stats=any(p.requires_grad for p in self.model.head.parameters()))
@@ -299,7 +305,10 @@ class WorldModelTrainer:
 
     def _cache_features(self, set_stats: bool = True) -> None:
         """Encode every frame once with the frozen encoder: pooled regions [L+1, K, F] per episode; centre
-        the latent head's input on their statistics (``set_stats``)."""
+        the latent head's input on their statistics (``set_stats``). Where the head is frozen too (the second
+        phase of the two-phase recipe), cache its latents [L+1, K, D] instead: every step would project the same
+        features again (the same numbers: a row's projection does not depend on the rows beside it), and the
+        latents are F / D times smaller (32 for 2x2 regions of 4x4 patches)."""
         self.features = []
         bar = tqdm(
             self.dataset.episodes, disable=not self.cfg.progress, desc="encoding frames", unit="episode"
@@ -311,6 +320,10 @@ class WorldModelTrainer:
         bar.close()
         if set_stats:
             self.model.set_feature_stats(torch.cat(self.features))
+        if not any(p.requires_grad for p in self.model.head.parameters()):
+            with torch.no_grad():  # the head and its EMA copy are equal while the head is frozen
+                self.features = [self.model.target_head.project(f) for f in self.features]
+            self.feature_kind = "latents"
 
     def _sample_feature_stats(self, frames_per_episode: int = 8, max_frames: int = 4096) -> None:
         """Centre the latent head's input on the initial encoder's pooled regions of frames spread over the data
@@ -345,7 +358,7 @@ class WorldModelTrainer:
     def batches(self, start_step: int) -> Iterator[dict[str, torch.Tensor]]:
         """Step i's batch is drawn by a generator seeded by (seed, i), so a resumed run repeats the same steps;
         decoded ahead in ``num_workers`` worker processes when the batches come from video."""
-        sequences = TrainingSequences(self.dataset, self.cfg, self.features)
+        sequences = TrainingSequences(self.dataset, self.cfg, self.features, self.feature_kind)
         if self.features or self.cfg.num_workers == 0:
             step = start_step
             while True:
@@ -400,18 +413,21 @@ class WorldModelTrainer:
 
 class TrainingSequences:
     """The training batches of a world-model config: step i's ``batch_size`` sequences are drawn by a generator
-    seeded by (seed, i), from the frozen encoder's cached features or decoded from video. Picklable without a
-    feature cache, so DataLoader workers can make the video batches ahead of the step."""
+    seeded by (seed, i), from the frozen encoder's cached features (``kind``: pooled regions, or the frozen
+    head's latents) or decoded from video. Picklable without a feature cache, so DataLoader workers can make
+    the video batches ahead of the step."""
 
-    def __init__(self, dataset: RolloutClips, cfg: WorldModelConfig, features: list[torch.Tensor]) -> None:
-        self.dataset, self.cfg, self.features = dataset, cfg, features
+    def __init__(
+        self, dataset: RolloutClips, cfg: WorldModelConfig, features: list[torch.Tensor], kind: FeatureCache = "pooled"
+    ) -> None:
+        self.dataset, self.cfg, self.features, self.kind = dataset, cfg, features, kind
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         """The CPU batch of ``step``."""
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
         idx = torch.randint(len(self.dataset), (self.cfg.batch_size,), generator=gen).tolist()
         items = [self.cached_item(i) if self.features else self.item(i) for i in idx]
-        keys = [k for k in ("frames", "pooled", "actions", "rewards", "proprio") if k in items[0]]
+        keys = [k for k in ("frames", "pooled", "latents", "actions", "rewards", "proprio") if k in items[0]]
         return {k: torch.stack([it[k] for it in items]) for k in keys}
 
     def item(self, index: int) -> dict[str, torch.Tensor]:
@@ -427,7 +443,7 @@ class TrainingSequences:
         steps, t, k = self.dataset.episodes[episode], self.cfg.seq_len, self.cfg.frame_step
         raw = slice(start, start + t * k)
         item = {
-            "pooled": self.features[episode][start : start + t * k : k],
+            self.kind: self.features[episode][start : start + t * k : k],
             "actions": torch.from_numpy(steps.actions[raw]).reshape(t, -1).float(),
             "rewards": torch.from_numpy(steps.rewards[raw]).reshape(t, k).sum(1).float(),
         }

@@ -593,3 +593,30 @@ def test_patch_pooling_world_model_round_trips_and_trains_with_a_frozen_encoder(
     assert model.head.proj.in_features == model.jepa_cfg.embed_dim * region * region
     z = model.encode(random_frames(2, 3))
     assert z.shape == (2, 3, K, D) and torch.isfinite(z).all()
+
+
+def test_second_phase_caches_the_frozen_heads_latents_and_trains_as_from_pooled_features(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """With the encoder and the head frozen, the trainer caches latents [L+1, K, D] instead of pooled regions;
+    the batches' loss is the one the pooled regions give, to the bit."""
+    from torchwm.wm.wm_trainer import TrainingSequences
+
+    joint = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "joint", freeze_encoder=False)).run()
+    trainer = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "dyn", encoder_checkpoint=str(joint)))
+    assert trainer.feature_kind == "latents"
+    assert trainer.features[0].shape[1:] == (K, 16)  # (L+1, K, D): wm_cfg's latent_dim is 16
+    pooled = [trainer._pooled_in_chunks(torch.from_numpy(trainer.dataset.video(e).get(list(range(len(f))))))
+              for e, f in enumerate(trainer.features)]  # fmt: skip
+    for step in range(3):
+        cached = TrainingSequences(trainer.dataset, trainer.cfg, trainer.features, "latents").batch(step)
+        fresh = TrainingSequences(trainer.dataset, trainer.cfg, pooled, "pooled").batch(step)
+        assert "latents" in cached and "pooled" in fresh
+        torch.manual_seed(0)
+        a = world_model_loss(trainer.model, trainer.cfg, cached)
+        torch.manual_seed(0)
+        b = world_model_loss(trainer.model, trainer.cfg, fresh)
+        for name in a:
+            assert torch.equal(a[name], b[name]), name
+    # a frozen encoder with a trainable head still caches pooled regions
+    assert WorldModelTrainer(wm_cfg(pretrained, tmp_path / "one")).feature_kind == "pooled"
