@@ -307,8 +307,8 @@ class WorldModelTrainer:
         """Encode every frame once with the frozen encoder: pooled regions [L+1, K, F] per episode; centre
         the latent head's input on their statistics (``set_stats``). Where the head is frozen too (the second
         phase of the two-phase recipe), cache its latents [L+1, K, D] instead: every step would project the same
-        features again (the same numbers: a row's projection does not depend on the rows beside it), and the
-        latents are F / D times smaller (32 for 2x2 regions of 4x4 patches)."""
+        features again (the same numbers: a row's projection does not depend on the rows beside it, checked to
+        the bit on the recipe's phase 2), and the latents are F / D times smaller (32 in the recipe)."""
         self.features = []
         bar = tqdm(
             self.dataset.episodes, disable=not self.cfg.progress, desc="encoding frames", unit="episode"
