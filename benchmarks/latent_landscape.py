@@ -18,7 +18,6 @@ writes ``latent_landscape.json`` (one row per checkpoint, replacing a row of the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import gymnasium as gym
 import matplotlib
 import numpy as np
 import torch
+from oracle_planning import TrueDynamicsLearnedCost  # beside this script: its latent table
 from scipy.stats import spearmanr
 
 matplotlib.use("Agg")
@@ -37,20 +37,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RINGS = (0.03, 0.06, 0.1, 0.2, 0.4)
 
 
-def _oracle_module() -> Any:
-    spec = importlib.util.spec_from_file_location("oracle_planning", Path(__file__).with_name("oracle_planning.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("oracle_planning", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def landscape(env_id: str, world_model: Any, goals: int = 200, seed: int = 0) -> tuple[dict[str, Any], Any]:
     """The measurements above and the figure, for ``goals`` goal cells drawn in free space."""
     env = gym.make(env_id).unwrapped
     env.reset(seed=seed)
-    table = _oracle_module().TrueDynamicsLearnedCost(env, 1, world_model).table.flatten(1)  # (n*n, K*D)
+    table = TrueDynamicsLearnedCost(env, 1, world_model).table.flatten(1)  # (n*n, K*D)
     n = env.size
     centres = (np.arange(n) + 0.5) / n
     x, y = (a.reshape(-1) for a in np.meshgrid(centres, 1.0 - centres))  # row-major, row 0 at the top

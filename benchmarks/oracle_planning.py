@@ -31,6 +31,7 @@ from torchwm.agents.evaluate import wilson_interval
 from torchwm.agents.planners import CEM, MPPI
 from torchwm.envs.action_repeat import ActionRepeat
 from torchwm.envs.reset_options import ResetOptions
+from torchwm.envs.two_rooms import PointArenaEnv
 from torchwm.wm.recipes import get_recipe
 
 VELOCITY_SCALE = 1e-3
@@ -42,23 +43,26 @@ class TrueDynamics:
     token), rolled forward by the env's own ``_advance`` with each action repeated ``action_repeat`` times."""
 
     def __init__(self, env: Any, action_repeat: int) -> None:
+        if not isinstance(env, PointArenaEnv):
+            raise ValueError(
+                f"the true-dynamics planner needs a built-in arena (a PointArenaEnv: TwoRooms, PointMass), whose "
+                f"physics it copies and whose frames it draws; got {type(env).__name__}: pass --env torchwm/TwoRooms-v0 "
+                "or torchwm/PointMass-v0 (and a world model trained on that env for --learned-cost)"
+            )
         self.sim, self.action_repeat = copy.deepcopy(env), action_repeat
 
     def rollout(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``z [N, 1, 4]``, ``actions [N, H, 2]`` -> ``[N, H, 1, 4]``."""
-        out = torch.empty(*actions.shape[:2], 1, 4)
-        sim, scale = self.sim, VELOCITY_SCALE
-        for n in range(actions.shape[0]):
-            x, y, vx, vy = z[n, 0].tolist()
+        sim, scale, states = self.sim, VELOCITY_SCALE, []
+        for (x, y, vx, vy), plan in zip(z[:, 0].tolist(), actions.tolist()):
             sim._x, sim._y = x, y
             if hasattr(sim, "_vx"):
                 sim._vx, sim._vy = vx / scale, vy / scale
-            for h, (ax, ay) in enumerate(actions[n].tolist()):
+            for ax, ay in plan:
                 for _ in range(self.action_repeat):
                     sim._advance(ax, ay)
-                out[n, h, 0] = torch.tensor((sim._x, sim._y, getattr(sim, "_vx", 0.0) * scale,
-                                             getattr(sim, "_vy", 0.0) * scale))  # fmt: skip
-        return out
+                states.append((sim._x, sim._y, getattr(sim, "_vx", 0.0) * scale, getattr(sim, "_vy", 0.0) * scale))
+        return torch.tensor(states, dtype=torch.float32).reshape(*actions.shape[:2], 1, 4)
 
 
 _TABLES: dict[tuple[int, str, int], torch.Tensor] = {}

@@ -64,3 +64,8 @@ def test_learned_cost_table_holds_the_latents_of_the_drawn_frames(oracle) -> Non
         frame = torch.from_numpy(env._draw(x, y))[None, None]
         expected = world_model.encode(frame)[0, 0]
         torch.testing.assert_close(model.cell_latent(torch.tensor([x, y])), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_true_dynamics_refuse_an_env_that_is_not_a_built_in_arena(oracle) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match=r"needs a built-in arena.*got PendulumEnv.*torchwm/TwoRooms-v0"):
+        oracle.TrueDynamics(gym.make("Pendulum-v1").unwrapped, action_repeat=1)
