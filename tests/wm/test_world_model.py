@@ -620,3 +620,26 @@ def test_second_phase_caches_the_frozen_heads_latents_and_trains_as_from_pooled_
             assert torch.equal(a[name], b[name]), name
     # a frozen encoder with a trainable head still caches pooled regions
     assert WorldModelTrainer(wm_cfg(pretrained, tmp_path / "one")).feature_kind == "pooled"
+
+
+def test_a_training_encoder_sees_frames_decoded_once_and_the_same_batches_as_from_video(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Phase 1 (the encoder trains) keeps every episode's decoded frames in memory; each step's batch equals,
+    key by key, the one decoded from video. Over ``frame_cache_gib`` it decodes per batch and says why."""
+    from torchwm.wm.wm_trainer import TrainingSequences
+
+    cfg = wm_cfg(pretrained, tmp_path / "joint", freeze_encoder=False)
+    trainer = WorldModelTrainer(cfg)
+    assert trainer.feature_kind == "frames"
+    assert [len(f) for f in trainer.features] == [len(trainer.dataset.video(e)) for e in range(len(trainer.features))]
+    for step in range(3):
+        cached = TrainingSequences(trainer.dataset, cfg, trainer.features, "frames").batch(step)
+        fresh = TrainingSequences(trainer.dataset, cfg, []).batch(step)
+        assert cached.keys() == fresh.keys() and "frames" in cached
+        for key in cached:
+            assert torch.equal(cached[key], fresh[key]), key
+    with pytest.warns(UserWarning, match="frame_cache_gib"):
+        small = WorldModelTrainer(dataclasses.replace(cfg, frame_cache_gib=1e-9))
+    assert small.features == [] and small.feature_kind == "pooled"
+    assert WorldModelTrainer(dataclasses.replace(cfg, frame_cache_gib=0)).features == []
