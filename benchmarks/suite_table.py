@@ -2,9 +2,10 @@
 
     python benchmarks/suite_table.py [--results benchmarks/results/suite.json]
 
-One line per environment (and per environment with proprioception): the recipe's planner (MPPI, one latent
-step) as mean (min–max) over the training seeds with seed 0's 95% interval, the same planner from a
-3-step latent history, the greedy one-step planner and the random policy on the same starts and goals, the
+One line per environment (and per environment with proprioception): the recipe's planner (MPPI from the
+recipe's latent history) as mean (min–max) over the training seeds with seed 0's 95% interval, the same
+planner from the other history the suite tried, the greedy one-step planner and the random policy on the same
+starts and goals, the
 target and whether the mean meets it, and the minutes of recording + training per seed (of the call that
 wrote the row: a fit finished by an earlier, interrupted call shows no time).
 """
@@ -34,19 +35,23 @@ def _spread(values: list[float], metric: str, bold: bool = False) -> str:
 
 
 def table(data: dict[str, Any]) -> str:
-    head = ("| env | metric | training seeds | MPPI 50 × 2: mean (min–max) | seed 0's 95% CI | from a 3-step history "
+    every = data["rows"]
+    own = sorted({int(r.get("context_steps", 1)) for r in every})
+    other = sorted({int(k.removeprefix("value_context")) for r in every for k in r if k.startswith("value_context")})
+    steps = lambda c: f"{c}-step" if c > 1 else "one-step"  # noqa: E731
+    head = (f"| env | metric | training seeds | MPPI 50 × 2, {'/'.join(steps(c) for c in own)} history: mean (min–max) "
+            f"| seed 0's 95% CI | from a {'/'.join(steps(c) for c in other) or '(none)'} history "
             "| greedy one-step | random policy | target | met | fit min / seed |")  # fmt: skip
     lines = [head, "| " + " | ".join(["---"] * 11) + " |"]
-    keys = dict.fromkeys(row_key(r) for r in data["rows"])
-    for key in keys:
-        rows = sorted((r for r in data["rows"] if row_key(r) == key), key=lambda r: r["seed"])
+    for key in dict.fromkeys(row_key(r) for r in every):
+        rows = sorted((r for r in every if row_key(r) == key), key=lambda r: r["seed"])
         metric = rows[0]["metric"]
         first = rows[0]
         ci = f"{_fmt(first['ci95'][0], metric)}–{_fmt(first['ci95'][1], metric)}"
         mean = sum(r["value"] for r in rows) / len(rows)
         target = first["target"]
         met = "" if target is None else ("yes" if mean >= target else "**no**")
-        context = [r["value_context3"] for r in rows if "value_context3" in r]
+        context = [r[f"value_context{c}"] for r in rows for c in other if f"value_context{c}" in r]
         cells = [
             key, "success" if metric == "success_rate" else "return", ", ".join(str(r["seed"]) for r in rows),
             _spread([r["value"] for r in rows], metric, bold=True), ci,
