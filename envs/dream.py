@@ -10,6 +10,12 @@ repeated with zero actions, as the wrapper pads a frame history with the first f
 model's reward head, R(z_t, a_t), or minus the latent distance of z_{t+1} to the goal (the mean over K and
 D of the squared difference, the planners' ``latent_l2`` cost).
 
+A world model trained with proprioception (``spec.proprio_dim > 0``) steps with it: each start carries the
+proprioception of its frame (the recorded state's entries the model names in ``model.data.proprio``, read with
+the frames of an episode directory, or ``start_proprio [N, P]`` beside given latents), the dynamics see its
+history beside the latents', and each step's predicted proprioception is fed back, as `WorldModel.rollout`
+does. It is the model's internal state, not part of the observation.
+
 `LatentDreamEnv` is one environment; `LatentDreamVectorEnv` steps ``num_envs`` of them in one batched
 model call. Both share `DreamBatch`, so a vector environment reset with seeds ``[s_0, .., s_n-1]`` gives
 exactly the observations of n single environments reset with ``s_i`` and stepped with the same actions.
@@ -44,6 +50,8 @@ DreamReward = Literal["auto", "model", "goal"]
 ``auto``: ``goal`` in goal mode, else ``model``."""
 StartSource = str | os.PathLike | np.ndarray | torch.Tensor
 """An episode directory (random frames of it are encoded) or start latents ``[N, K, D]``."""
+ProprioSource = np.ndarray | torch.Tensor | None
+"""Start proprioception ``[N, P]`` beside given start latents, for a model trained with it (else None)."""
 
 
 class DreamModel(Protocol):
@@ -52,7 +60,9 @@ class DreamModel(Protocol):
     spec: WorldModelSpec
 
     def step(self, z_history: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """``z_history [B, C, K, D]``, ``actions [B, C, A]`` (the action after each step) -> ``z [B, K, D]``."""
+        """``z_history [B, C, K, D]``, ``actions [B, C, A]`` (the action after each step) -> ``z [B, K, D]``.
+        (A model whose ``spec.proprio_dim`` is above 0 is called as `WorldModel.step` with ``proprio [B, C, P]``
+        and ``return_proprio=True``, and returns ``(z, p)``.)"""
         ...
 
     def reward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -81,27 +91,67 @@ def start_latents(
     `envs.latent.LatentObservationWrapper` encodes a step. Frames are drawn without replacement (all of them
     when there are fewer) by a generator seeded with ``seed``.
     """
+    return encoded_starts(model, root, num_frames, seed)[0]
+
+
+def encoded_starts(
+    model: WorldModel, root: str | os.PathLike, num_frames: int = 1024, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`start_latents` and, for a model trained with proprioception, the recorded proprioception of the same
+    steps: (float32 ``[N, K, D]``, float32 ``[N, P]`` or None)."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     view = encoder_view(model)
     clips = RolloutClips(root, num_frames=view.window, image_size=view.image_size)
+    dims = _proprio_dims(model)
+    if dims and any(e.states is None for e in clips.episodes):
+        raise ValueError(
+            f"this world model takes proprioception (state entries {list(dims)}), but episodes in {root} recorded "
+            "no states; record the environment again (the recorder stores info['state']) or pass start latents "
+            "with start_proprio [N, P]"
+        )
     rng = np.random.default_rng(seed)
     picks = np.sort(rng.choice(len(clips), size=min(num_frames, len(clips)), replace=False))
-    out = []
+    out, proprio = [], []
     for chunk in np.array_split(picks, max(1, len(picks) // 64)):
-        frames = np.stack([clips[int(i)]["frames"].numpy() for i in chunk])  # (b, window, H, W, C)
+        items = [clips[int(i)] for i in chunk]
+        frames = np.stack([it["frames"].numpy() for it in items])  # (b, window, H, W, C)
         out.append(view.encode(frames))  # (b, K, D)
-    return np.concatenate(out).astype(np.float32)
+        if dims:
+            proprio.append(np.stack([it["states"][-1, list(dims)].numpy() for it in items]))  # (b, P)
+    latents = np.concatenate(out).astype(np.float32)
+    return latents, (np.concatenate(proprio).astype(np.float32) if dims else None)
 
 
-def _as_starts(model: DreamModel, starts: StartSource, num_frames: int, seed: int) -> torch.Tensor:
-    """Start latents ``[N, K, D]`` as float32 on the model's device."""
+def _proprio_dims(model: DreamModel) -> tuple[int, ...]:
+    """The recorded state entries a model with proprioception takes (empty for one without)."""
+    if not getattr(model.spec, "proprio_dim", 0):
+        return ()
+    data = getattr(model, "data", None)
+    dims = tuple(getattr(data, "proprio", ()) or ())
+    if len(dims) != model.spec.proprio_dim:
+        raise ValueError(
+            f"this world model takes proprioception of size {model.spec.proprio_dim}, but its data facts name "
+            f"state entries {list(dims)}; load it from a checkpoint trained with --proprio, or pass start "
+            "latents with start_proprio [N, P]"
+        )
+    return dims
+
+
+def _as_starts(
+    model: DreamModel, starts: StartSource, start_proprio: ProprioSource, num_frames: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Start latents ``[N, K, D]`` and start proprioception ``[N, P]`` (None for a model without it), float32 on
+    the model's device."""
+    p_dim = int(getattr(model.spec, "proprio_dim", 0) or 0)
     if isinstance(starts, str | os.PathLike):
         if not isinstance(model, WorldModel):
             raise TypeError(
                 "encoding an episode directory needs a WorldModel; give start latents [N, K, D] instead"
             )
-        starts = start_latents(model, starts, num_frames, seed)
+        if start_proprio is not None:
+            raise ValueError("start_proprio goes with start latents; an episode directory gives its recorded states")
+        starts, start_proprio = encoded_starts(model, starts, num_frames, seed)
     z = torch.as_tensor(np.asarray(starts) if not isinstance(starts, torch.Tensor) else starts)
     if z.ndim != 3 or z.shape[0] < 1 or not z.dtype.is_floating_point:
         raise ValueError(f"start latents must be float [N, K, D] with N >= 1, got {z.dtype} {tuple(z.shape)}")
@@ -109,7 +159,20 @@ def _as_starts(model: DreamModel, starts: StartSource, num_frames: int, seed: in
     if k is not None and z.shape[1:] != (k, d):
         raise ValueError(f"start latents must be [N, K={k}, D={d}] for this model, got {tuple(z.shape)}")
     device = getattr(model, "device", torch.device("cpu"))
-    return z.detach().to(device=device, dtype=torch.float32).contiguous()
+    z = z.detach().to(device=device, dtype=torch.float32).contiguous()
+    if p_dim == 0:
+        if start_proprio is not None:
+            raise ValueError("this world model takes no proprioception (spec.proprio_dim=0); pass start_proprio=None")
+        return z, None
+    if start_proprio is None:
+        raise ValueError(
+            f"this world model takes proprioception: pass start_proprio [N={len(z)}, P={p_dim}] beside the start "
+            "latents, or an episode directory with recorded states"
+        )
+    p = torch.as_tensor(np.asarray(start_proprio) if not isinstance(start_proprio, torch.Tensor) else start_proprio)
+    if tuple(p.shape) != (len(z), p_dim) or not p.dtype.is_floating_point or not torch.isfinite(p).all():
+        raise ValueError(f"start_proprio must be finite float [N={len(z)}, P={p_dim}], got {p.dtype} {tuple(p.shape)}")
+    return z, p.detach().to(device=device, dtype=torch.float32).contiguous()
 
 
 def _latent_shape(model: DreamModel) -> tuple[int | None, int | None]:
@@ -151,6 +214,7 @@ class DreamBatch:
     Args:
         model: the world model (or anything with `DreamModel`'s verbs).
         starts: start (and goal) latents ``[N, K, D]``.
+        start_proprio: their proprioception ``[N, P]``, for a model trained with it (else None).
         num_envs: B.
         action_space: a ``Box (A,)`` (actions clipped to it) or ``Discrete(A)`` (one-hot).
         horizon, reward, goal, context, success_distance: as in `LatentDreamEnv`.
@@ -160,6 +224,7 @@ class DreamBatch:
         self,
         model: DreamModel,
         starts: torch.Tensor,
+        start_proprio: torch.Tensor | None,
         num_envs: int,
         action_space: spaces.Space,
         horizon: int,
@@ -196,6 +261,9 @@ class DreamBatch:
         self.z = starts.new_zeros(num_envs, context, k, d)  # (B, C, K, D) the last C latents
         self.past_actions = starts.new_zeros(num_envs, context - 1, a)  # (B, C-1, A) actions between them
         self.goal_z = starts.new_zeros(num_envs, k, d)  # (B, K, D)
+        self.start_p = start_proprio
+        # (B, C, P) proprioception of the last C steps, for a model that takes it
+        self.p = None if start_proprio is None else start_proprio.new_zeros(num_envs, context, start_proprio.shape[1])
         self.t = np.zeros(num_envs, dtype=np.int64)
 
     def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
@@ -205,6 +273,8 @@ class DreamBatch:
             rng = rngs[row]
             start = int(rng.integers(n))
             self.z[row] = self.starts[start]
+            if self.p is not None and self.start_p is not None:
+                self.p[row] = self.start_p[start]
             if self.goal:  # a goal other than the start where there is one
                 other = int(rng.integers(max(1, n - 1)))
                 self.goal_z[row] = self.starts[other + (other >= start and n > 1)]
@@ -225,13 +295,20 @@ class DreamBatch:
         """Step every environment: (rewards [B], terminated [B], truncated [B], distances [B] or NaN)."""
         a_t = self.model_actions(actions)  # (B, A)
         with torch.inference_mode():
-            z_next = self.model.step(self.z, torch.cat([self.past_actions, a_t[:, None]], dim=1))  # (B, K, D)
+            taken = torch.cat([self.past_actions, a_t[:, None]], dim=1)  # (B, C, A)
+            p_next = None
+            if self.p is None:
+                z_next = self.model.step(self.z, taken)  # (B, K, D)
+            else:
+                z_next, p_next = self.model.step(self.z, taken, proprio=self.p, return_proprio=True)  # type: ignore[call-arg]
             distances = self.distances(z_next) if self.goal else None
             if distances is not None and self.reward_kind == "goal":
                 rewards = -distances
             else:
                 rewards = self.model.reward(self.z[:, -1], a_t)  # R(z_t, a_t)
         self.z = torch.cat([self.z[:, 1:], z_next[:, None]], dim=1)
+        if self.p is not None and p_next is not None:
+            self.p = torch.cat([self.p[:, 1:], p_next[:, None]], dim=1)
         self.past_actions = torch.cat([self.past_actions, a_t[:, None]], dim=1)[:, 1:]
         self.t += 1
         dist = distances.float().cpu().numpy() if distances is not None else np.full(len(self.t), np.nan)
@@ -271,6 +348,7 @@ class DreamBatch:
 def _build_batch(
     model: WorldModel | DreamModel | str | os.PathLike,
     starts: StartSource,
+    start_proprio: ProprioSource,
     num_envs: int,
     horizon: int,
     reward: DreamReward,
@@ -284,8 +362,8 @@ def _build_batch(
 ) -> DreamBatch:
     loaded = load_dream_model(model, device)
     space = _check_action_space(action_space or default_action_space(loaded.spec), loaded.spec)
-    z = _as_starts(loaded, starts, num_start_frames, start_seed)
-    return DreamBatch(loaded, z, num_envs, space, horizon, reward, goal, context, success_distance)
+    z, p = _as_starts(loaded, starts, start_proprio, num_start_frames, start_seed)
+    return DreamBatch(loaded, z, p, num_envs, space, horizon, reward, goal, context, success_distance)
 
 
 # --- the environments --------------------------------------------------------------------------------
@@ -303,6 +381,8 @@ class LatentDreamEnv(gym.Env[Any, Any]):
         success_distance: in goal mode, terminate once the latent distance is below this (0: never).
         action_space: ``Box (A,)`` or ``Discrete(A)``; default from the model (`default_action_space`).
         num_start_frames, start_seed: frames of an episode directory to encode, and the seed that picks them.
+        start_proprio: ``[N, P]`` beside start latents, for a model trained with proprioception (see the module
+            docstring); an episode directory gives its recorded states instead.
         device: where a checkpoint is loaded.
 
     Example:
@@ -328,9 +408,10 @@ class LatentDreamEnv(gym.Env[Any, Any]):
         num_start_frames: int = 1024,
         start_seed: int = 0,
         device: str = "cpu",
+        start_proprio: ProprioSource = None,
     ) -> None:
         self.batch = _build_batch(
-            model, starts, 1, horizon, reward, goal, context, success_distance, action_space,
+            model, starts, start_proprio, 1, horizon, reward, goal, context, success_distance, action_space,
             num_start_frames, start_seed, device,
         )  # fmt: skip
         _, k, d = self.batch.starts.shape
@@ -379,6 +460,7 @@ class LatentDreamVectorEnv(VectorEnv):
         start_seed: int = 0,
         device: str = "cpu",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        start_proprio: ProprioSource = None,
     ) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
@@ -386,7 +468,7 @@ class LatentDreamVectorEnv(VectorEnv):
         self.autoreset_mode = AutoresetMode(autoreset_mode)
         self.metadata = {"render_modes": [], "autoreset_mode": self.autoreset_mode}
         self.batch = _build_batch(
-            model, starts, num_envs, horizon, reward, goal, context, success_distance, action_space,
+            model, starts, start_proprio, num_envs, horizon, reward, goal, context, success_distance, action_space,
             num_start_frames, start_seed, device,
         )  # fmt: skip
         _, k, d = self.batch.starts.shape

@@ -130,11 +130,14 @@ class SuiteJob(Config):
 
 
 def commit() -> str:
-    """The checked-out commit, ``+dirty`` when tracked files differ from it ('unknown' outside a git clone)."""
+    """The checked-out commit, ``+dirty`` when tracked files other than the benchmarks' results differ from it
+    ('unknown' outside a git clone). The results are left out because a suite rewrites its own table and GIFs
+    there: a second call would otherwise stamp its rows dirty for the first call's output."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(top,exclude)benchmarks/results"], capture_output=True, text=True,
+                               check=True).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")

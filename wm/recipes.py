@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from torchwm.wm.config import JEPAConfig
+from torchwm.wm.config import EncoderKind, JEPAConfig
 from torchwm.wm.config_base import Config, PositiveFloat, PositiveInt
 from torchwm.wm.wm_trainer import WorldModelConfig
 from torchwm.wm.world_model import DynamicsShape, Pooling
@@ -89,18 +89,28 @@ class Recipe(Config):
     distance to a goal was flat across the goal's quadrant: with the TRUE dynamics, planning on seed 0's latent
     reached 0.32 of PointMass goals, against 1.00 with this pooling and 0.98 by the true position
     (`benchmarks/results/oracle_planning*.json`)."""
+    encoder: EncoderKind = "spatial"
+    """The JEPA encoder of every stage: ``spatial`` (each frame on its own: one step's latent shows no motion,
+    the dynamics' latent history does) or ``temporal`` (tubelets of 2 frames over the last ``frame_history``
+    frames, pretrained with temporal masking: each step's latent sees the recent motion itself)."""
+    frame_history: PositiveInt = 4
+    """Frames a temporal encoder sees for one step (its clip; a multiple of its tubelets of 2)."""
     planning: PlanningDefaults = field(default_factory=PlanningDefaults)
     """How its world models plan."""
 
     def jepa_config(self, episodes_dir: str | Path, out_dir: str | Path, seed: int = 0) -> JEPAConfig:
-        """Pretraining: the tiny JEPA, a per-frame (spatial) encoder on pairs of consecutive recorded frames."""
+        """Pretraining: the tiny JEPA, a per-frame (spatial) encoder on pairs of consecutive recorded frames, or
+        a temporal one on clips of ``frame_history`` frames whose last tubelet is predicted from the others."""
+        if self.encoder == "temporal":
+            clip: dict[str, Any] = {"encoder": "temporal", "tubelet_size": 2, "num_frames": self.frame_history,
+                                    "masking": "temporal", "predict_horizon": 1}  # fmt: skip
+        else:
+            clip = {"encoder": "spatial", "tubelet_size": 1, "num_frames": 2}
         return JEPAConfig.preset(
             "tiny",
             dataset="rollouts",
             root_path=str(episodes_dir),
-            encoder="spatial",
-            tubelet_size=1,
-            num_frames=2,
+            **clip,
             frame_step=1,
             max_steps=self.jepa_steps,
             num_workers=1,  # decoding in a worker: the step waited 22% of its time for data without it, 5% with
@@ -187,6 +197,16 @@ def get_recipe(name: str) -> Recipe:
 
 
 register_recipe(Recipe("two-phase"))
+register_recipe(
+    Recipe("two-phase-long", jepa_steps=400, joint_steps=600, dynamics_steps=3000,
+           planning=PlanningDefaults(context_steps=3))  # fmt: skip
+)
+"""``two-phase-long``: twice the training (the two-phase budget until 2026-12-01, 8-10 minutes a fit on 2 cores)
+planning from a 3-step latent history, which this longer training uses better: TwoRooms 0.89 and PointMass 0.95
+over three seeds each (`benchmarks/results/suite_full_budget.json`, its ``value_context3`` column)."""
+register_recipe(Recipe("two-phase-temporal", encoder="temporal"))
+"""``two-phase-temporal``: the same stages and budgets with a temporal encoder (each step's latent from the last 4
+frames, in tubelets of 2) instead of a latent history: the alternative the suite measures it against."""
 register_recipe(
     Recipe(
         "two-phase-smoke",

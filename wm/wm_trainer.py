@@ -229,7 +229,8 @@ def world_model_loss(
     else:
         # EMA momentum 0 all the way: the targets are the online latents, so their second forward pass is skipped.
         online = cfg.ema_start == cfg.ema_end == 0.0
-        z, z_tgt = model.latents_for_training(batch["frames"], online_targets=online)  # (B, T, K, D) each
+        history = batch["frames"].shape[1] - actions.shape[1]  # frames before the first step (a temporal encoder's)
+        z, z_tgt = model.latents_for_training(batch["frames"], online_targets=online, history=history)  # (B, T, K, D)
     proprio = batch.get("proprio")  # (B, T, P) or None
     tf, tf_p = model.teacher_forced_full(z, actions, proprio)
     terms = {"teacher_forcing": F.mse_loss(tf, z_tgt[:, 1:])}
@@ -388,7 +389,8 @@ class WorldModelTrainer:
     def batches(self, start_step: int) -> Iterator[dict[str, torch.Tensor]]:
         """Step i's batch is drawn by a generator seeded by (seed, i), so a resumed run repeats the same steps;
         decoded ahead in ``num_workers`` worker processes when the batches come from video."""
-        sequences = TrainingSequences(self.dataset, self.cfg, self.features, self.feature_kind)
+        history = self.model.window - 1 if self.feature_kind == "frames" or not self.features else 0
+        sequences = TrainingSequences(self.dataset, self.cfg, self.features, self.feature_kind, history)
         if self.features or self.cfg.num_workers == 0:
             step = start_step
             while True:
@@ -445,12 +447,17 @@ class TrainingSequences:
     """The training batches of a world-model config: step i's ``batch_size`` sequences are drawn by a generator
     seeded by (seed, i), from the frozen encoder's cached features (``kind``: pooled regions, or the frozen
     head's latents) or decoded from video. Picklable without a feature cache, so DataLoader workers can make
-    the video batches ahead of the step."""
+    the video batches ahead of the step.
+
+    ``history``: frames handed over before each sequence's first step (a temporal encoder's clip length - 1),
+    ``frame_step`` apart like the steps and the episode's first frame repeated before its start, as an
+    environment's frame history is padded; the batch's ``frames`` are then [B, history + T, H, W, C]."""
 
     def __init__(
-        self, dataset: RolloutClips, cfg: WorldModelConfig, features: list[torch.Tensor], kind: FeatureCache = "pooled"
+        self, dataset: RolloutClips, cfg: WorldModelConfig, features: list[torch.Tensor], kind: FeatureCache = "pooled",
+        history: int = 0,
     ) -> None:
-        self.dataset, self.cfg, self.features, self.kind = dataset, cfg, features, kind
+        self.dataset, self.cfg, self.features, self.kind, self.history = dataset, cfg, features, kind, history
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         """The CPU batch of ``step``."""
@@ -463,6 +470,9 @@ class TrainingSequences:
     def item(self, index: int) -> dict[str, torch.Tensor]:
         """A training sequence decoded from video, with its proprioception when the config asks for it."""
         item = self.dataset[index]
+        if self.history:
+            past = self._history_indices(int(item["start"]))
+            item["frames"] = torch.cat([torch.from_numpy(self.dataset.video(int(item["episode"])).get(past)), item["frames"]])
         if self.cfg.proprio:
             item["proprio"] = item["states"][:, list(self.cfg.proprio)]
         return item
@@ -472,14 +482,22 @@ class TrainingSequences:
         episode, start = self.dataset.locate(index)
         steps, t, k = self.dataset.episodes[episode], self.cfg.seq_len, self.cfg.frame_step
         raw = slice(start, start + t * k)
+        cached = self.features[episode][start : start + t * k : k]
+        if self.kind == "frames" and self.history:
+            cached = torch.cat([self.features[episode][self._history_indices(start)], cached])
         item = {
-            self.kind: self.features[episode][start : start + t * k : k],
+            self.kind: cached,
             "actions": torch.from_numpy(steps.actions[raw]).reshape(t, -1).float(),
             "rewards": torch.from_numpy(steps.rewards[raw]).reshape(t, k).sum(1).float(),
         }
         if self.cfg.proprio and steps.states is not None:
             item["proprio"] = torch.from_numpy(steps.states[start : start + t * k : k][:, list(self.cfg.proprio)]).float()
         return item
+
+    def _history_indices(self, start: int) -> list[int]:
+        """Raw frame indices of the ``history`` frames before raw step ``start`` (clamped at the first frame)."""
+        k = self.cfg.frame_step
+        return [max(0, start - j * k) for j in range(self.history, 0, -1)]
 
 
 class _FromStep(Dataset):
@@ -489,7 +507,8 @@ class _FromStep(Dataset):
         # A copy without the open video readers (RolloutClips pickles without them): a decord reader opened in
         # the parent (the feature statistics open some) deadlocks in a forked worker.
         dataset = pickle.loads(pickle.dumps(sequences.dataset))
-        self.sequences, self.start = TrainingSequences(dataset, sequences.cfg, []), start
+        self.sequences = TrainingSequences(dataset, sequences.cfg, [], history=sequences.history)
+        self.start = start
 
     def __len__(self) -> int:
         return max(self.sequences.cfg.steps - self.start, 0) + 1_000_000  # the loop stops first

@@ -306,14 +306,19 @@ class WorldModel(nn.Module):
         return 1 if self.jepa_cfg.encoder == "spatial" else self.jepa_cfg.num_frames
 
     # --- encoding ---------------------------------------------------------------------------
-    def _step_tokens(self, frames: torch.Tensor, encoder: VisionEncoder) -> torch.Tensor:
-        """uint8 frames [B, T, H, W, C] -> patch tokens of each step [B, T, g*g, De]."""
-        b, t = frames.shape[:2]
-        clips = prepare_frames(frames, self.jepa_cfg.image_size)  # (B, T, C, S, S)
+    def _step_tokens(self, frames: torch.Tensor, encoder: VisionEncoder, history: int = 0) -> torch.Tensor:
+        """uint8 frames [B, history + T, H, W, C] -> patch tokens of the last T steps [B, T, g*g, De].
+
+        The ``history`` frames before the steps only fill a temporal encoder's clips (a trainer hands them over so
+        that a sequence's first steps see the frames that really came before them, as in an episode)."""
+        extra = max(0, history - (self.window - 1))  # frames no clip reaches
+        frames, history = frames[:, extra:], history - extra
+        b, t = frames.shape[0], frames.shape[1] - history
+        clips = prepare_frames(frames, self.jepa_cfg.image_size)  # (B, history + T, C, S, S)
         if self.window == 1:
-            tokens = encoder(rearrange(clips, "b t c h w -> (b t) 1 c h w"))
+            tokens = encoder(rearrange(clips[:, history:], "b t c h w -> (b t) 1 c h w"))
         else:  # a sliding clip ending at each step, the first frame repeated before the start
-            pad = clips[:, :1].expand(-1, self.window - 1, -1, -1, -1)
+            pad = clips[:, :1].expand(-1, self.window - 1 - history, -1, -1, -1)
             windows = torch.cat([pad, clips], dim=1).unfold(1, self.window, 1)  # (B, T, C, S, S, window)
             windows = rearrange(windows, "b t c h w n -> (b t) n c h w")
             tokens = encoder(windows)[:, -encoder.tokens_per_step :]  # the last time step's tokens
@@ -496,25 +501,27 @@ class WorldModel(nn.Module):
 
     # --- training ---------------------------------------------------------------------------
     def latents_for_training(
-        self, frames: torch.Tensor, online_targets: bool = False
+        self, frames: torch.Tensor, online_targets: bool = False, history: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(online z [B, T, K, D] with gradients to the head (and encoder), EMA target z without).
+        """(online z [B, T, K, D] with gradients to the head (and encoder), EMA target z without) of frames
+        [B, history + T, H, W, C] (`_step_tokens`' ``history``).
 
         ``online_targets``: the targets are the online latents themselves, detached (what an EMA of momentum 0
         gives), so the target encoder's forward pass is skipped."""
-        b, t = frames.shape[:2]
+        b = frames.shape[0]
         if online_targets:
-            z = rearrange(self.head(self._flat(self._step_tokens(frames, self.encoder))), "(b t) k d -> b t k d", b=b)
+            tokens = self._step_tokens(frames, self.encoder, history)
+            z = rearrange(self.head(self._flat(tokens)), "(b t) k d -> b t k d", b=b)
             return z, z.detach()
         if self.freeze_encoder:
             with torch.no_grad():
-                tokens = self._step_tokens(frames, self.encoder)
+                tokens = self._step_tokens(frames, self.encoder, history)
             target_tokens = tokens
         else:
-            tokens = self._step_tokens(frames, self.encoder)
+            tokens = self._step_tokens(frames, self.encoder, history)
             assert self.target_encoder is not None  # made whenever the encoder is trained
             with torch.no_grad():
-                target_tokens = self._step_tokens(frames, self.target_encoder)
+                target_tokens = self._step_tokens(frames, self.target_encoder, history)
         z = self.head(self._flat(tokens))
         with torch.no_grad():
             z_tgt = self.target_head(self._flat(target_tokens))

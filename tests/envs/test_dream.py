@@ -248,3 +248,74 @@ def test_returned_observations_are_not_overwritten_by_later_resets(
     env.reset(seed=1)
     for key in obs:
         np.testing.assert_array_equal(obs[key], kept[key])
+
+
+def tiny_proprio_model(p: int = 2) -> WorldModel:
+    """`tiny_world_model` trained (as if) with proprioception: state entries 0..p-1, one token a step more."""
+    torch.manual_seed(0)
+    base = tiny_world_model()
+    spec = WorldModelSpec(**{**base.spec.to_dict(), "proprio_dim": p})
+    model = WorldModel(base.jepa_cfg, spec, freeze_encoder=False).eval()
+    from torchwm.wm.world_model import DataFacts
+
+    model.data = DataFacts(proprio=tuple(range(p)))
+    return model
+
+
+@pytest.mark.parametrize("context", [1, 3])
+def test_a_model_with_proprioception_steps_with_it_and_feeds_its_prediction_back(
+    starts: np.ndarray, context: int
+) -> None:
+    model = tiny_proprio_model()
+    start_p = np.random.default_rng(0).normal(size=(len(starts), 2)).astype(np.float32)
+    env = LatentDreamEnv(model, starts, start_proprio=start_p, context=context, horizon=5)
+    obs, _ = env.reset(seed=3)
+    assert obs.shape == (16,)  # the proprioception is the model's state, not the observation
+    row = int(np.flatnonzero((starts.reshape(len(starts), -1) == obs).all(1))[0])
+    z = torch.as_tensor(starts[row])[None, None].repeat(1, context, 1, 1)
+    p = torch.as_tensor(start_p[row])[None, None].repeat(1, context, 1)
+    taken = torch.zeros(1, context, 2)
+    actions = np.random.default_rng(1).uniform(-1, 1, size=(4, 2)).astype(np.float32)
+    for action in actions:
+        obs = env.step(action)[0]
+        taken = torch.cat([taken[:, 1:], torch.as_tensor(action)[None, None]], dim=1)
+        z_next, p_next = model.step(z, taken, proprio=p, return_proprio=True)
+        np.testing.assert_allclose(obs, z_next.flatten().numpy(), atol=1e-5)
+        z = torch.cat([z[:, 1:], z_next[:, None]], dim=1)
+        p = torch.cat([p[:, 1:], p_next[:, None]], dim=1)
+    # the proprioception reaches the predictions: other start proprioception, other next latent
+    other = LatentDreamEnv(model, starts, start_proprio=start_p + 1.0, context=context, horizon=5)
+    other.reset(seed=3)
+    env.reset(seed=3)
+    assert np.abs(other.step(actions[0])[0] - env.step(actions[0])[0]).max() > 1e-5
+
+
+def test_proprioception_is_asked_for_where_the_model_needs_it_and_refused_where_not(
+    model: WorldModel, starts: np.ndarray
+) -> None:
+    with pytest.raises(ValueError, match=r"takes proprioception: pass start_proprio \[N=12, P=2\]"):
+        LatentDreamEnv(tiny_proprio_model(), starts)
+    with pytest.raises(ValueError, match=r"start_proprio must be finite float \[N=12, P=2\]"):
+        LatentDreamEnv(tiny_proprio_model(), starts, start_proprio=np.zeros((12, 3), np.float32))
+    with pytest.raises(ValueError, match="takes no proprioception"):
+        LatentDreamEnv(model, starts, start_proprio=np.zeros((12, 2), np.float32))
+
+
+def test_an_episode_directory_gives_the_recorded_proprioception_of_its_starts(tmp_path: Path) -> None:
+    from torchwm.envs.dream import encoded_starts
+    from torchwm.envs.record import record
+    from torchwm.wm.rollouts import RolloutClips
+
+    root = record("torchwm/TwoRooms-v0", "random", 2, tmp_path / "episodes", num_envs=2, max_steps=6,
+                  progress=False, lossless=True)  # fmt: skip
+    model = tiny_proprio_model()
+    z, p = encoded_starts(model, root, num_frames=100)
+    assert p is not None and z.shape == (12, 1, 16) and p.shape == (12, 2)
+    clips = RolloutClips(root, num_frames=1)
+    expected = np.stack([clips[i]["states"][-1, :2].numpy() for i in range(len(clips))])
+    np.testing.assert_array_equal(p, expected)
+    env = LatentDreamEnv(model, root, num_start_frames=100)
+    assert env.batch.start_p is not None and env.batch.start_p.shape == (12, 2)
+    env.reset(seed=0)
+    env.step(np.zeros(2, np.float32))
+    assert start_latents(model, root, num_frames=100).shape == (12, 1, 16)

@@ -55,3 +55,28 @@ def test_unknown_environment_names_list_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown: \\['cartpole'\\]"):
         SuiteJob(envs=("cartpole",)).validate()
     assert {"tworooms", "pointmass", "pendulum", "pusht", "reacher"} <= set(SUITE)
+
+
+def test_the_commit_stamp_is_dirty_for_changed_code_but_not_for_the_benchmarks_own_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from torchwm.suite import commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "suite.gif").write_text("old\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.chdir(tmp_path / "benchmarks")  # from a subfolder too
+    head = commit()
+    assert len(head) == 40 and not head.endswith("+dirty")
+    (tmp_path / "benchmarks" / "results" / "suite.gif").write_text("new\n")  # what a suite rewrites
+    assert commit() == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert commit() == head + "+dirty"

@@ -38,6 +38,17 @@ def test_every_stage_config_of_a_recipe_validates_and_carries_its_name(tmp_path:
         assert joint.recipe == dyn.recipe == recipe.name
 
 
+def test_the_temporal_recipe_differs_from_the_spatial_one_only_in_its_encoder(tmp_path: Path) -> None:
+    spatial, temporal = get_recipe("two-phase"), get_recipe("two-phase-temporal")
+    assert dataclasses.replace(temporal, name=spatial.name, encoder="spatial") == spatial
+    jepa = temporal.jepa_config(tmp_path / "ep", tmp_path / "jepa").validate()
+    assert (jepa.encoder, jepa.tubelet_size, jepa.num_frames, jepa.masking) == ("temporal", 2, 4, "temporal")
+    base = spatial.jepa_config(tmp_path / "ep", tmp_path / "jepa")
+    assert (base.encoder, base.tubelet_size, base.num_frames) == ("spatial", 1, 2)
+    assert dataclasses.replace(jepa, encoder="spatial", tubelet_size=1, num_frames=2, masking=base.masking,
+                               predict_horizon=base.predict_horizon) == base  # fmt: skip
+
+
 def test_unknown_and_duplicate_recipe_names_are_refused() -> None:
     with pytest.raises(ValueError, match=r"no recipe named 'three-phase'; known recipes: \['two-phase'"):
         get_recipe("three-phase")

@@ -643,3 +643,41 @@ def test_a_training_encoder_sees_frames_decoded_once_and_the_same_batches_as_fro
         small = WorldModelTrainer(dataclasses.replace(cfg, frame_cache_gib=1e-9))
     assert small.features == [] and small.feature_kind == "pooled"
     assert WorldModelTrainer(dataclasses.replace(cfg, frame_cache_gib=0)).features == []
+
+
+def test_a_temporal_encoder_trains_on_the_frames_that_came_before_each_sequence(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """With a temporal encoder (4 frames a step) a training sequence carries the 3 frames before its first step
+    (the episode's first frame repeated before its start), so its latents are those of the whole episode
+    encoded as an environment's frame history gives it, not of clips padded at the sequence's start."""
+    from torchwm.wm.wm_trainer import TrainingSequences
+
+    episodes, _ = pretrained
+    cfg = WorldModelConfig(
+        root_path=str(episodes), freeze_encoder=False, seq_len=4, predict_horizon=3, batch_size=4, steps=1,
+        progress=False, output_dir=str(tmp_path / "wm"),
+    )  # fmt: skip
+    trainer = WorldModelTrainer(cfg)
+    model = trainer.model
+    assert model.window == 4 and trainer.feature_kind == "frames"
+    cached = TrainingSequences(trainer.dataset, cfg, trainer.features, "frames", history=3)
+    decoded = TrainingSequences(trainer.dataset, cfg, [], history=3)
+    for step in range(2):
+        a, b = cached.batch(step), decoded.batch(step)
+        assert a["frames"].shape[1] == 3 + cfg.seq_len and a["actions"].shape[1] == cfg.seq_len
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+    whole = trainer.features[0][None]  # every frame of episode 0
+    with torch.no_grad():
+        z_all, _ = model.latents_for_training(whole, online_targets=True)
+        for start in (0, 2, 5):
+            index = start  # episode 0's clips come first
+            assert trainer.dataset.locate(index) == (0, start)
+            frames = cached.cached_item(index)["frames"][None]
+            z, _ = model.latents_for_training(frames, online_targets=True, history=3)
+            torch.testing.assert_close(z[0], z_all[0, start : start + cfg.seq_len], rtol=0, atol=1e-5)
+            if start > 0:  # without the history the first steps' clips would be padded: other latents
+                z_padded, _ = model.latents_for_training(frames[:, 3:], online_targets=True)
+                assert (z_padded[0, 0] - z_all[0, start]).abs().max() > 1e-4
+    trainer.run()  # a training step on those batches
