@@ -41,14 +41,17 @@ class PlanningDefaults(Config):
     iterations: PositiveInt = 2
     """Refinement rounds per planning call. MPPI 50 x 2 planned as well as 100 x 6 on TwoRooms over three
     training seeds (mean success 0.67 against 0.65, 50 episodes each) at a fifth of the time (29 against
-    150 ms a call on one thread): `benchmarks/results/planning_tworooms_mppi_50x2_seeds.json`."""
+    150 ms a call on one thread): `benchmarks/results/planning_tworooms_mppi_50x2_seeds.json`. One round halves
+    the call (13.8 against 27.5 ms) but planned worse on the suite's six fits (TwoRooms 0.82 against 0.87,
+    PointMass 0.78 against 0.87): `benchmarks/results/planning_*_mppi_50x1_seeds.json`."""
     horizon: PositiveInt = 8
     """Model steps planned ahead (each ``frame_skip`` environment steps)."""
     context_steps: PositiveInt = 1
     """Latent steps a planned rollout starts from (the current one and those before it, with the actions taken
-    between them). One: on this recipe's seed-0 fits a 3-step history planned worse (TwoRooms 0.80 against 0.90,
-    PointMass 0.86 against 0.94, 50 episodes each), though on the previous, twice as long budget it planned
-    better on 4 of 6 fits (`benchmarks/results/suite_full_budget.json`); the suite reports both."""
+    between them). One: on this recipe's three seeds of TwoRooms and PointMass a 3-step history planned no
+    better (mean success 0.83 against 0.87, 0.86 against 0.87, the same episodes: `benchmarks/results/suite.json`),
+    though with twice the training (`two-phase-long`) it planned better on 4 of 6 fits
+    (`benchmarks/results/suite_full_budget.json`); the suite reports both."""
     max_steps: PositiveInt = 25
     """Agent steps (planning calls) an evaluation episode may take."""
 
@@ -72,9 +75,10 @@ class Recipe(Config):
     """Phase 1: steps fine-tuning the encoder with the dynamics into a smooth latent (PLDM-style)."""
     dynamics_steps: PositiveInt = 1500
     """Phase 2: steps training the dynamics alone on the fixed latent of phase 1. The three budgets were 400,
-    600 and 3000 until 2026-12-01: with the patch-pooling head the shorter budget planned as well on seed 0
-    (TwoRooms 0.90 against 0.80, PointMass 0.94 against 0.90) in 4.3 and 5.3 minutes of recording and training
-    against 8.0 and 8.5 (`benchmarks/results/suite_full_budget.json` holds the longer budget's suite)."""
+    600 and 3000 until 2026-12-01 (now the recipe ``two-phase-long``): with the patch-pooling head half of each
+    plans as well from one latent step over three training seeds (TwoRooms 0.87 against 0.85, PointMass 0.87
+    against 0.90: `benchmarks/results/suite.json`, `suite_full_budget.json`) in 4.1-5.7 minutes of recording
+    and training against 8.0-9.0, which puts the demo under 5 minutes."""
     width: PositiveInt = 64
     """Width of the dynamics predictor (both phases)."""
     action_token: bool = True
