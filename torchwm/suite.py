@@ -245,7 +245,8 @@ def run_suite(job: SuiteJob) -> dict[str, Any]:
             path.write_text(json.dumps(table, indent=2, default=str) + "\n")
             plot_suite(table, path.with_suffix(".png"))
             if row["gif"] and Path(row["gif"]).is_file():  # one GIF of what the planner did, beside the table
-                shutil.copy(row["gif"], path.parent / f"{path.stem}_{name}_seed{seed}.gif")
+                kind = "_proprio" if job.proprio else ""  # kept apart, as the rows are
+                shutil.copy(row["gif"], path.parent / f"{path.stem}_{name}{kind}_seed{seed}.gif")
             print(f"[suite] {name} seed {seed}: {row['metric']} {row['value']:.3f} (random {row['random']:.3f}), "
                   f"fit {row['fit_seconds'] / 60:.1f} min -> {path}")  # fmt: skip
     return table

@@ -51,6 +51,16 @@ def test_a_second_run_keeps_the_finished_rows(table: Path) -> None:
     assert table.read_text() == before and len(again["rows"]) == 2
 
 
+def test_proprio_rows_and_their_gifs_are_kept_apart_from_the_pixel_ones(tmp_path: Path) -> None:
+    job = SuiteJob(envs=("pointmass",), recipe="two-phase-smoke", episodes=2, results=str(tmp_path / "suite.json"),
+                   out=str(tmp_path / "runs"), progress=False, proprio=True)  # fmt: skip
+    (row,) = run_suite(job)["rows"]
+    assert row["proprio"] == [2, 3] and "--proprio" in row["command"].split()
+    assert row["run_dir"].endswith("seed0_proprio")
+    assert (tmp_path / "suite_pointmass_proprio_seed0.gif").is_file()
+    assert not (tmp_path / "suite_pointmass_seed0.gif").exists()  # the pixel row's GIF name stays its own
+
+
 def test_unknown_environment_names_list_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown: \\['cartpole'\\]"):
         SuiteJob(envs=("cartpole",)).validate()
