@@ -34,13 +34,17 @@ def _spread(values: list[float], metric: str, bold: bool = False) -> str:
     return f"{text} ({_fmt(min(values), metric)}–{_fmt(max(values), metric)})"
 
 
+def _histories(steps: list[int]) -> str:
+    """Latent histories as a header names them: ``one-step``, ``3-step``, ``one-step/3-step``."""
+    return "/".join(f"{c}-step" if c > 1 else "one-step" for c in steps)
+
+
 def table(data: dict[str, Any]) -> str:
     every = data["rows"]
     own = sorted({int(r.get("context_steps", 1)) for r in every})
     other = sorted({int(k.removeprefix("value_context")) for r in every for k in r if k.startswith("value_context")})
-    steps = lambda c: f"{c}-step" if c > 1 else "one-step"  # noqa: E731
-    head = (f"| env | metric | training seeds | MPPI 50 × 2, {'/'.join(steps(c) for c in own)} history: mean (min–max) "
-            f"| seed 0's 95% CI | from a {'/'.join(steps(c) for c in other) or '(none)'} history "
+    head = (f"| env | metric | training seeds | MPPI 50 × 2, {_histories(own)} history: mean (min–max) "
+            f"| seed 0's 95% CI | from a {_histories(other) or '(none)'} history "
             "| greedy one-step | random policy | target | met | fit min / seed |")  # fmt: skip
     lines = [head, "| " + " | ".join(["---"] * 11) + " |"]
     for key in dict.fromkeys(row_key(r) for r in every):

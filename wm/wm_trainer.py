@@ -292,8 +292,8 @@ class WorldModelTrainer:
             # A head loaded from a world model keeps the input statistics it was trained with.
             self._cache_features(set_stats=any(p.requires_grad for p in self.model.head.parameters()))
         else:
-            self._sample_feature_stats()
             self._cache_frames()
+            self._sample_feature_stats()
 
     def _set_proprio_stats(self) -> None:
         """Check that every episode recorded the state entries ``cfg.proprio`` names; centre and scale the
@@ -323,8 +323,7 @@ class WorldModelTrainer:
             self.dataset.episodes, disable=not self.cfg.progress, desc="encoding frames", unit="episode"
         )
         for e in range(len(self.dataset.episodes)):
-            frames = torch.from_numpy(self.dataset.video(e).get(list(range(len(self.dataset.video(e))))))
-            self.features.append(self._pooled_in_chunks(frames))
+            self.features.append(self._pooled_in_chunks(self._episode_frames(e)))
             bar.update(1)
         bar.close()
         if set_stats:
@@ -350,15 +349,20 @@ class WorldModelTrainer:
             return
         bar = tqdm(self.dataset.episodes, disable=not self.cfg.progress, desc="decoding frames", unit="episode")
         for e in range(len(self.dataset.episodes)):
-            video = self.dataset.video(e)
-            self.features.append(torch.from_numpy(video.get(list(range(len(video))))))
+            self.features.append(self._episode_frames(e))
             bar.update(1)
         bar.close()
         self.feature_kind = "frames"
 
+    def _episode_frames(self, episode: int) -> torch.Tensor:
+        """Every frame of one episode, decoded in order: uint8 [L+1, H, W, C]."""
+        video = self.dataset.video(episode)
+        return torch.from_numpy(video.get(list(range(len(video)))))
+
     def _sample_feature_stats(self, frames_per_episode: int = 8, max_frames: int = 4096) -> None:
         """Centre the latent head's input on the initial encoder's pooled regions of frames spread over the data
-        set (a fixed affine map: the jointly trained encoder moves away from it, the head adapts).
+        set (a fixed affine map: the jointly trained encoder moves away from it, the head adapts). The frames
+        come from the frame cache when there is one (the same frames as decoding them).
 
         Without it, a new or pretrained encoder's region means differ between states by a tiny fraction of
         their size, the latents start collapsed, and the variance term takes hundreds of steps to undo it.
@@ -366,10 +370,13 @@ class WorldModelTrainer:
         gen = torch.Generator().manual_seed(self.cfg.seed)
         per = max(1, min(frames_per_episode, max_frames // max(1, len(self.dataset.episodes))))
         pooled = []
+        cached = self.feature_kind == "frames"
         for e in range(len(self.dataset.episodes)):
-            video = self.dataset.video(e)
-            picks = torch.randperm(len(video), generator=gen)[:per].sort().values.tolist()
-            frames = torch.from_numpy(video.get(picks))  # (n, H, W, C): each frame a one-step clip
+            video = None if cached else self.dataset.video(e)
+            length = len(self.features[e]) if video is None else len(video)
+            picks = torch.randperm(length, generator=gen)[:per].sort().values.tolist()
+            # (n, H, W, C): each frame a one-step clip
+            frames = self.features[e][picks] if video is None else torch.from_numpy(video.get(picks))
             pooled.append(self.model.pooled_features(frames[:, None])[:, 0])
         self.model.set_feature_stats(torch.cat(pooled))
 
