@@ -13,8 +13,12 @@ from torchwm.wm.world_model import WorldModel
 class PlanningModel:
     """``encode(frames [B, T, H, W, C]) -> z [B, K, D]`` of the last step; ``rollout``; ``reward``."""
 
-    def __init__(self, world_model: WorldModel) -> None:
+    def __init__(self, world_model: WorldModel, compile: bool = False) -> None:
+        """``compile``: roll out through ``torch.compile`` (`WorldModel.compile_rollout`: faster calls after a
+        first one that compiles; worth it for a control loop, not for a single plan)."""
         self.world_model = world_model.eval()
+        if compile:
+            world_model.compile_rollout()
 
     @property
     def frame_history(self) -> int:

@@ -31,6 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from torchwm.agents.policy_config import PolicyTrainingConfig
 from torchwm.agents.vec_env import SB3VecEnv, latent_vector_env
 from torchwm.envs.dream import LatentDreamVectorEnv
+from torchwm.envs.pixels import proprio_entries
 from torchwm.envs.resolve import import_plugins
 from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import WorldModel
@@ -85,28 +86,43 @@ def dream_horizon(cfg: PolicyTrainingConfig) -> int:
     return -(-registered // cfg.action_repeat) if registered else 100
 
 
-def collect_start_latents(env: VecEnv, steps: int, seed: int, k: int, d: int) -> np.ndarray:
-    """Latents ``[N, K, D]`` of about ``steps`` steps of uniformly random actions in ``env`` (N >= steps)."""
+def collect_start_latents(
+    env: VecEnv, steps: int, seed: int, k: int, d: int, proprio: tuple[int, ...] = ()
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Latents ``[N, K, D]`` of about ``steps`` steps of uniformly random actions in ``env`` (N >= steps), and
+    with ``proprio`` (state entries) the proprioception ``[N, P]`` of the same steps from ``info["state"]``
+    (None without): the starts of a dream for a model trained with proprioception."""
     env.seed(seed)
     env.action_space.seed(seed)
     obs = env.reset()
-    latents = []
+    base = env.unwrapped  # a VecMonitor's own reset_infos stay empty; the innermost VecEnv's are the real ones
+    infos = list(base.reset_infos)
+    latents, states = [], []
     for _ in range(-(-steps // env.num_envs)):
         latents.append(obs["latent"] if isinstance(obs, dict) else obs)
+        if proprio:
+            found = [info.get("state") for info in infos]
+            state = None if any(s is None for s in found) else np.stack([np.asarray(s) for s in found])
+            states.append(proprio_entries(state, proprio, str(env.unwrapped)))
         actions = np.stack([env.action_space.sample() for _ in range(env.num_envs)])
-        obs, _, _, _ = env.step(actions)
+        obs, _, done, infos = env.step(actions)
+        # an episode that ended came back reset: its observation is the new episode's, as is its reset info
+        infos = [base.reset_infos[i] if done[i] else info for i, info in enumerate(infos)]
     flat = np.concatenate(latents)  # (N, K * D)
-    return flat.reshape(len(flat), k, d).astype(np.float32)
+    starts = flat.reshape(len(flat), k, d).astype(np.float32)
+    return starts, (np.concatenate(states).astype(np.float32) if proprio else None)
 
 
 def dream_env(
-    cfg: PolicyTrainingConfig, model: WorldModel, starts: Any, action_space: spaces.Space
+    cfg: PolicyTrainingConfig, model: WorldModel, starts: Any, action_space: spaces.Space,
+    start_proprio: np.ndarray | None = None,
 ) -> VecEnv:
     """``cfg.num_envs`` dream environments in one batched model call, for SB3, with episode statistics."""
     dream = LatentDreamVectorEnv(
         cfg.num_envs,
         model,
         starts,
+        start_proprio=start_proprio,
         horizon=dream_horizon(cfg),
         reward=cfg.dream_reward,
         goal=cfg.goal,
@@ -185,12 +201,14 @@ def _training_env(cfg: PolicyTrainingConfig, model: WorldModel) -> tuple[VecEnv,
     if cfg.mode == "latent":
         return real, 0
     starts: str | np.ndarray
+    proprio = None  # from the recorded episodes' states when starts is a directory
     if cfg.dream_starts:
         starts, steps = cfg.dream_starts, 0
     else:
         k, d = model.k, model.spec.latent_dim
-        starts = collect_start_latents(real, cfg.dream_start_steps, cfg.seed, k, d)
+        dims = tuple(model.data.proprio) if model.spec.proprio_dim else ()
+        starts, proprio = collect_start_latents(real, cfg.dream_start_steps, cfg.seed, k, d, dims)
         steps = len(starts) * cfg.action_repeat
     action_space = real.action_space
     real.close()
-    return dream_env(cfg, model, starts, action_space), steps
+    return dream_env(cfg, model, starts, action_space, proprio), steps

@@ -79,11 +79,14 @@ def count_gflop(planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, c
 
 
 def row(
-    planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, calls: int, rate: float, context: int = 1
+    planner: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, calls: int, rate: float, context: int = 1,
+    gflop: float | None = None,
 ) -> dict[str, Any]:
+    """One row's timings and arithmetic; ``gflop`` given: not counted again (a compiled rollout must not run
+    under the FLOP counter's dispatch mode, which makes torch.compile fall back to eager from then on)."""
     times = time_calls(planner, z, goal, calls, context)
     median = statistics.median(times)
-    gflop = count_gflop(planner, z, goal, context)
+    gflop = count_gflop(planner, z, goal, context) if gflop is None else gflop
     return {
         "median_ms_per_call": round(1000 * median, 2),
         "p95_ms_per_call": round(1000 * float(np.percentile(times, 95)), 2),
@@ -92,6 +95,53 @@ def row(
         "achieved_gflop_s": round(gflop / median, 2),
         "matmul_fraction": round(gflop / median / rate, 3),
     }
+
+
+def alternate(
+    eager: SamplingPlanner, compiled: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, calls: int
+) -> dict[str, Any]:
+    """Eager and compiled batch-1 calls in alternating rounds (the machine's speed drifts between rows)."""
+    times: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for _ in range(5):
+        for kind, planner in (("eager", eager), ("compiled", compiled)):
+            times[kind] += time_calls(planner, z, goal, max(calls // 5, 3))
+    slow, fast = statistics.median(times["eager"]), statistics.median(times["compiled"])
+    return {"eager_median_ms_per_call": round(1000 * slow, 2), "compiled_median_ms_per_call": round(1000 * fast, 2),
+            "compiled_over_eager": round(fast / slow, 3)}  # fmt: skip
+
+
+def timed_rows(
+    model: PlanningModel, cfg: Any, args: argparse.Namespace, z: torch.Tensor, goal: torch.Tensor,
+    low: np.ndarray, high: np.ndarray, rate: float, counted: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The batched rows of the recipe's planner, then the ``--variants`` rows; ``counted``: rows of the same
+    names whose FLOP counts to reuse."""
+
+    def gflop(key: str) -> float | None:
+        return None if counted is None else counted[key]["gflop_per_call"]
+
+    name = cfg.planners[0]
+    rows: dict[str, Any] = {}
+    for n in args.batches:
+        rows[f"{name}_batch_{n}"] = {
+            "planner": name, "num_samples": getattr(cfg, name).num_samples, "iterations": getattr(cfg, name).iterations,
+            "envs": n, **row(make_planner(model, name, cfg, low, high), z.expand(n, -1, -1).contiguous(),
+                             goal.expand(n, -1, -1).contiguous(), args.calls, rate, gflop=gflop(f"{name}_batch_{n}")),
+        }  # fmt: skip
+    for spec in args.variants:
+        planner, samples, iterations, *rest = spec.split(":")
+        horizon = int(rest[0]) if rest else cfg.horizon
+        context = int(rest[1]) if len(rest) > 1 else 1
+        planner_cfg = replace(getattr(cfg, planner), num_samples=int(samples), iterations=int(iterations),
+                              num_elites=max(int(samples) // (8 if planner == "mppi" else 10), 2))  # fmt: skip
+        variant = replace(cfg, horizon=horizon, **{planner: planner_cfg})
+        name = f"{planner}_{samples}x{iterations}" + (f"_h{horizon}" if rest else "") + (f"_c{context}" if context > 1 else "")
+        rows[name] = {
+            "planner": planner, "num_samples": int(samples), "iterations": int(iterations), "envs": 1,
+            "horizon": horizon, "context_steps": context,
+            **row(make_planner(model, planner, variant, low, high), z, goal, args.calls, rate, context, gflop(name)),
+        }  # fmt: skip
+    return rows
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -105,6 +155,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "(horizon 6) or mppi:50:2:8:3 (a 3-step latent history)")  # fmt: skip
     p.add_argument("--samples", type=int, default=0, help="samples of the batched rows (0: the checkpoint's recipe)")
     p.add_argument("--iterations", type=int, default=0, help="iterations of the batched rows (0: the recipe's)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time every row with the rollout compiled (rows <name>_compiled, in the same run)")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -124,27 +176,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     z = model.encode(torch.from_numpy(np.asarray(obs))[None, None])  # (1, K, D): the last step's latent
     goal = model.encode(torch.from_numpy(np.asarray(info["goal_frame"]))[None, None])
     rate = matmul_gflop_s()
-    name = cfg.planners[0]
-    rows: dict[str, Any] = {}
-    for n in args.batches:
-        rows[f"{name}_batch_{n}"] = {
-            "planner": name, "num_samples": getattr(cfg, name).num_samples, "iterations": getattr(cfg, name).iterations,
-            "envs": n, **row(make_planner(model, name, cfg, low, high), z.expand(n, -1, -1).contiguous(),
-                             goal.expand(n, -1, -1).contiguous(), args.calls, rate),
-        }  # fmt: skip
-    for spec in args.variants:
-        planner, samples, iterations, *rest = spec.split(":")
-        horizon = int(rest[0]) if rest else cfg.horizon
-        context = int(rest[1]) if len(rest) > 1 else 1
-        planner_cfg = replace(getattr(cfg, planner), num_samples=int(samples), iterations=int(iterations),
-                              num_elites=max(int(samples) // (8 if planner == "mppi" else 10), 2))  # fmt: skip
-        variant = replace(cfg, horizon=horizon, **{planner: planner_cfg})
-        name = f"{planner}_{samples}x{iterations}" + (f"_h{horizon}" if rest else "") + (f"_c{context}" if context > 1 else "")
-        rows[name] = {
-            "planner": planner, "num_samples": int(samples), "iterations": int(iterations), "envs": 1,
-            "horizon": horizon, "context_steps": context,
-            **row(make_planner(model, planner, variant, low, high), z, goal, args.calls, rate, context),
-        }  # fmt: skip
+    rows = timed_rows(model, cfg, args, z, goal, low, high, rate)
+    if args.compile:
+        fast = PlanningModel(load_world_model(args.checkpoint), compile=True)  # a second copy: the same weights
+        first = make_planner(fast, cfg.planners[0], cfg, low, high)
+        t0 = time.perf_counter()
+        first.plan(z, goal)  # compiles the batch-1 shape
+        compile_s = time.perf_counter() - t0
+        compiled = timed_rows(fast, cfg, args, z, goal, low, high, rate, counted=rows)
+        rows.update({f"{k}_compiled": {**v, "compiled": True} for k, v in compiled.items()})
+        rows[f"{cfg.planners[0]}_batch_1_compiled"]["first_call_s"] = round(compile_s, 1)
+        eager = make_planner(model, cfg.planners[0], cfg, low, high)
+        rows["compiled_vs_eager"] = alternate(eager, first, z, goal, args.calls)
     result = {
         "checkpoint": str(args.checkpoint),
         "horizon": cfg.horizon,
@@ -155,6 +198,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for k, v in rows.items():
+        if "median_ms_per_call" not in v:
+            print(f"{k:>18}: {v}")
+            continue
         print(f"{k:>18}: {v['median_ms_per_call']:.1f} ms a call (p95 {v['p95_ms_per_call']:.1f}), "
               f"{v['ms_per_env']:.2f} ms/env, {v['gflop_per_call']:.2f} GFLOP, matmul fraction {v['matmul_fraction']:.2f}")  # fmt: skip
     return result

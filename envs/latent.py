@@ -29,6 +29,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 from gymnasium.wrappers import AddRenderObservation, ResizeObservation
 from gymnasium.wrappers import vector as vector_wrappers
+from torchwm.envs.pixels import proprio_entries
 from torchwm.wm.checkpoint import read_config, resolve_checkpoint
 from torchwm.wm.encoders import prepare_frames
 from torchwm.wm.trainer import JEPAAgent
@@ -279,16 +280,34 @@ def latent_space(view: EncoderView, flatten: bool) -> spaces.Box:
 
 
 def _observation_space(
-    view: EncoderView, frames: spaces.Box, flatten: bool, pixels: bool, goal: bool
+    view: EncoderView, frames: spaces.Box, flatten: bool, pixels: bool, goal: bool, proprio: int = 0
 ) -> spaces.Dict:
-    """``Dict(latent, [pixels], [goal_latent])`` for one environment."""
+    """``Dict(latent, [pixels], [goal_latent], [proprio])`` for one environment."""
     latent = latent_space(view, flatten)
     out: dict[str, spaces.Space] = {"latent": latent}
     if pixels:
         out["pixels"] = frames
     if goal:
         out["goal_latent"] = deepcopy(latent)
+    if proprio:
+        out["proprio"] = spaces.Box(-np.inf, np.inf, (proprio,), np.float32)
     return spaces.Dict(out)
+
+
+class _LastObservation(gym.Wrapper[Any, Any, Any, Any]):
+    """Keeps the environment's own last observation (a state vector that the frame wrappers above replace)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.last: Any = None
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        self.last, info = self.env.reset(**kwargs)
+        return self.last, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        self.last, reward, terminated, truncated, info = self.env.step(action)
+        return self.last, reward, terminated, truncated, info
 
 
 def _goal_frames(info: dict[str, Any], owner: str) -> np.ndarray:
@@ -304,7 +323,8 @@ def _goal_frames(info: dict[str, Any], owner: str) -> np.ndarray:
 class LatentObservationWrapper(
     gym.Wrapper[dict[str, Any], Any, np.ndarray, Any], gym.utils.RecordConstructorArgs
 ):
-    """Observations become ``{"latent", ["pixels"], ["goal_latent"]}``: the encoder's latent of the last frames.
+    """Observations become ``{"latent", ["pixels"], ["goal_latent"], ["proprio"]}``: the encoder's latent of the
+    last frames.
 
     Args:
         env: an environment with uint8 image observations [H, W, C], or made with ``render_mode="rgb_array"``.
@@ -314,6 +334,9 @@ class LatentObservationWrapper(
         flatten: ``latent`` is [K * D] if True, [K, D] if False (float32 either way).
         pixels: add the frame the latent was computed from as ``pixels``.
         goal: add ``goal_latent``, the encoding of ``info["goal_frame"]`` given at reset.
+        proprio: entries of the state vector (``info["state"]``, else the environment's own observation where
+            that is a vector) to add as ``proprio`` [P] float32: what a world model trained with ``--proprio``
+            takes beside the latents (`make_latent_env` passes the checkpoint's).
         device: where a checkpoint is loaded (a model object stays where it is).
 
     Example:
@@ -334,6 +357,7 @@ class LatentObservationWrapper(
         flatten: bool = True,
         pixels: bool = False,
         goal: bool = False,
+        proprio: tuple[int, ...] = (),
         device: str = "cpu",
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
@@ -344,10 +368,16 @@ class LatentObservationWrapper(
             flatten=flatten,
             pixels=pixels,
             goal=goal,
+            proprio=proprio,
             device=device,
         )
+        self.proprio = tuple(int(i) for i in proprio)
+        space = env.observation_space
+        self._state_tap = (
+            _LastObservation(env) if self.proprio and isinstance(space, spaces.Box) and len(space.shape) == 1 else None
+        )
         # AddRenderObservation renders a first frame here, before a checkpoint is loaded (see encoder_view)
-        framed = image_env(env, source)
+        framed = image_env(env if self._state_tap is None else self._state_tap, source)
         self.view = encoder_view(model, device)
         check_frames_fit(frame_space(framed).shape, self.view)
         self._frame_transform: Callable[[np.ndarray], np.ndarray] | None = None
@@ -361,7 +391,9 @@ class LatentObservationWrapper(
         self.metadata = {**env.metadata, "render_modes": [m for m in modes if m == "rgb_array"]}
         self._source_env = env
         self.flatten, self.pixels, self.goal = flatten, pixels, goal
-        self.observation_space = _observation_space(self.view, frame_space(framed), flatten, pixels, goal)
+        self.observation_space = _observation_space(
+            self.view, frame_space(framed), flatten, pixels, goal, len(self.proprio)
+        )
         self._history = FrameHistory(1, self.view.window, frame_space(framed).shape)
         self._goal_latent: np.ndarray | None = None
 
@@ -386,16 +418,18 @@ class LatentObservationWrapper(
             goal = _goal_frames(info, str(self._source_env))[None]
             if self._frame_transform is not None:
                 goal = self._frame_transform(goal[0])[None]
-        return self._observation(frame, goal), info
+        return self._observation(frame, info, goal), info
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the environment and append its frame to the history."""
         observation, reward, terminated, truncated, info = self.env.step(action)
         frame = np.asarray(observation)  # (H, W, C)
         self._history.push(frame[None])
-        return self._observation(frame), reward, terminated, truncated, info
+        return self._observation(frame, info), reward, terminated, truncated, info
 
-    def _observation(self, frame: np.ndarray, goal_frame: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def _observation(
+        self, frame: np.ndarray, info: dict[str, Any], goal_frame: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Encode the history (and a new goal frame [1, H, W, C], in the same call) into the observation."""
         clips = self._history.clips()
         if goal_frame is not None:  # the goal as a clip of one still frame
@@ -408,6 +442,9 @@ class LatentObservationWrapper(
             obs["pixels"] = frame
         if self._goal_latent is not None:
             obs["goal_latent"] = self._goal_latent.copy()
+        if self.proprio:
+            state = info.get("state", None if self._state_tap is None else self._state_tap.last)
+            obs["proprio"] = proprio_entries(state, self.proprio, str(self._source_env))
         return obs
 
     def _shape(self, latent: np.ndarray) -> np.ndarray:
@@ -421,7 +458,8 @@ class VectorLatentObservationWrapper(VectorWrapper):
     The sub-environments must observe uint8 images [H, W, C]; one that renders instead is built with
     ``gymnasium.make_vec(env_id, n, vectorization_mode="sync", render_mode="rgb_array", wrappers=[pixel_env])``.
     Autoreset (``NEXT_STEP``, gymnasium's default, or ``DISABLED`` with ``reset_mask``) restarts the
-    history of exactly the sub-environments that reset. Arguments as for `LatentObservationWrapper`.
+    history of exactly the sub-environments that reset. Arguments as for `LatentObservationWrapper` (``proprio``
+    is read from the sub-environments' ``info["state"]`` only).
     """
 
     def __init__(
@@ -433,6 +471,7 @@ class VectorLatentObservationWrapper(VectorWrapper):
         flatten: bool = True,
         pixels: bool = False,
         goal: bool = False,
+        proprio: tuple[int, ...] = (),
         device: str = "cpu",
     ) -> None:
         self.autoreset_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
@@ -456,7 +495,10 @@ class VectorLatentObservationWrapper(VectorWrapper):
             self._frame_transform = env.wrapper.observation
         super().__init__(env)
         self.flatten, self.pixels, self.goal = flatten, pixels, goal
-        self.single_observation_space = _observation_space(self.view, frame_space(env), flatten, pixels, goal)
+        self.proprio = tuple(int(i) for i in proprio)
+        self.single_observation_space = _observation_space(
+            self.view, frame_space(env), flatten, pixels, goal, len(self.proprio)
+        )
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._history = FrameHistory(self.num_envs, self.view.window, frame_space(env).shape)
         self._goal_latents: np.ndarray | None = None
@@ -506,6 +548,8 @@ class VectorLatentObservationWrapper(VectorWrapper):
             obs["pixels"] = frames
         if self._goal_latents is not None:
             obs["goal_latent"] = self._shape(self._goal_latents.copy())
+        if self.proprio:  # the sub-environments' info["state"], stacked [N, S] by the vector env
+            obs["proprio"] = proprio_entries(infos.get("state"), self.proprio, str(self.env))
         return obs
 
     def _goal_frames(self, infos: dict[str, Any], restarted: np.ndarray) -> np.ndarray:
@@ -561,4 +605,5 @@ def make_latent_env(
         )
     if data.frame_skip > 1:
         env = ActionRepeat(env, data.frame_skip)
+    wrapper.setdefault("proprio", data.proprio)  # what a model trained with --proprio takes beside the latents
     return LatentObservationWrapper(env, model, **wrapper)

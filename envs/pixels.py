@@ -21,6 +21,21 @@ def _is_image(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 
 
+def proprio_entries(state: Any, indices: tuple[int, ...], owner: str) -> np.ndarray:
+    """float32 ``[P]`` (or ``[N, P]`` for a batch of states): the ``indices`` entries of a state vector
+    (numpy or torch); None is refused with what to provide."""
+    if state is None:
+        raise ValueError(
+            f"proprio={indices} needs a state vector, but {owner} gives neither info['state'] nor a "
+            "state observation"
+        )
+    values = np.asarray(state.detach().cpu().numpy() if hasattr(state, "detach") else state, np.float32)
+    flat = values.reshape(-1) if values.ndim <= 1 else values.reshape(values.shape[0], -1)
+    if max(indices) >= flat.shape[-1]:
+        raise ValueError(f"proprio={indices} names entries past the {flat.shape[-1]} of {owner}'s state vector")
+    return flat[..., list(indices)]
+
+
 class PixelObservations(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
     """Frames [size, size, C] as observations, from the observation if it is an image, else from ``render()``.
 
@@ -62,13 +77,7 @@ class PixelObservations(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstru
             space = self._state_space
             if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
                 state = obs
-        if state is None:
-            raise ValueError(
-                f"proprio={self.proprio} needs a state vector, but {self.env} gives neither info['state'] nor a "
-                "state observation"
-            )
-        values = np.asarray(state.detach().cpu().numpy() if hasattr(state, "detach") else state, np.float32)
-        return {"pixels": frame, "proprio": values.reshape(-1)[list(self.proprio)]}
+        return {"pixels": frame, "proprio": proprio_entries(state, self.proprio, str(self.env))}
 
     def _frame(self, obs: Any) -> np.ndarray:
         image: Any = self.env.render() if self.from_render else obs

@@ -314,3 +314,37 @@ def test_action_repeat_makes_one_training_step_k_env_steps(world_model: WorldMod
     assert dream_horizon(cfg) == 5
     with pytest.raises(ValueError, match="action_repeat=0"):
         PolicyTrainingConfig(checkpoint="unused", action_repeat=0).validate()
+
+
+def proprio_world_model() -> WorldModel:
+    """An untrained world model that takes TwoRooms' position (state entries 0 and 1) as proprioception."""
+    from torchwm.wm.world_model import DataFacts
+
+    torch.manual_seed(0)
+    spec = WorldModelSpec(action_dim=2, latent_grid=1, latent_dim=16, width=32, heads=2, proprio_dim=2)
+    model = WorldModel(tiny_config(), spec, freeze_encoder=False).eval()
+    model.data = DataFacts(proprio=(0, 1))
+    return model
+
+
+def test_random_dream_starts_carry_the_proprioception_of_their_steps(world_model: WorldModel) -> None:
+    from torchwm.agents.train_policy import collect_start_latents
+
+    env = latent_vector_env(TWO_ROOMS_ID, world_model, 2, env_kwargs={"max_episode_steps": 3})
+    starts, proprio = collect_start_latents(env, 8, seed=7, k=1, d=16, proprio=(0, 1))
+    assert starts.shape == (8, 1, 16) and proprio is not None and proprio.shape == (8, 2)
+    for i in range(2):  # the first row of each sub-env is its reset, seeded seed + i
+        np.testing.assert_allclose(proprio[i], gym.make(TWO_ROOMS_ID).reset(seed=7 + i)[1]["state"][:2], atol=1e-6)
+    assert collect_start_latents(env, 4, seed=7, k=1, d=16)[1] is None  # a model without proprioception
+
+
+def test_train_policy_in_the_dream_of_a_model_with_proprioception(tmp_path: Path) -> None:
+    ckpt = proprio_world_model().save_pretrained(tmp_path / "wm")
+    argv = [
+        "train-policy", "--algo", "ppo", "--checkpoint", str(ckpt), "--dream", "--steps", "32",
+        "--out", str(tmp_path / "ppo"), "--num-envs", "2", "--n-steps", "16", "--batch-size", "16",
+        "--net-width", "16", "--max-episode-steps", "8", "--dream-start-steps", "8",
+        "--eval-freq", "0", "--no-progress-bar", "--no-tensorboard",
+    ]  # fmt: skip
+    assert main(argv) == 0  # the random starts carry their proprioception into the dream
+    assert isinstance(load_sb3(tmp_path / "ppo" / "policy.zip"), PPO)

@@ -362,3 +362,52 @@ def test_goal_without_a_goal_frame_is_refused(spatial_model: WorldModel, pygame_
     env = LatentObservationWrapper(gym.make("CartPole-v1", render_mode="rgb_array"), spatial_model, goal=True)
     with pytest.raises(ValueError, match=r"info\['goal_frame'\]"):
         env.reset(seed=0)
+
+
+# --- proprioception beside the latents -----------------------------------------------------------------------
+@pytest.mark.filterwarnings(*CHECKER_NOISE)
+def test_proprio_is_the_named_entries_of_the_state_and_the_wrapper_rebuilds(spatial_model: WorldModel) -> None:
+    env = LatentObservationWrapper(gym.make(TWO_ROOMS_ID), spatial_model, proprio=(1,))
+    assert env.observation_space["proprio"].shape == (1,)
+    obs, info = env.reset(seed=3)
+    np.testing.assert_array_equal(obs["proprio"], np.asarray(info["state"], np.float32)[[1]])
+    for action in random_actions(env.action_space, 5):
+        obs, _, _, _, info = env.step(action)
+        np.testing.assert_array_equal(obs["proprio"], np.asarray(info["state"], np.float32)[[1]])
+        assert obs in env.observation_space
+    check_env(env)  # rebuilt from its recorded constructor arguments, proprio included
+
+
+def test_proprio_of_a_rendered_env_comes_from_its_own_state_observation(
+    spatial_model: WorldModel, pygame_png: None
+) -> None:
+    env = LatentObservationWrapper(gym.make("Pendulum-v1", render_mode="rgb_array"), spatial_model, proprio=(2, 0))
+    raw = gym.make("Pendulum-v1")
+    obs, _ = env.reset(seed=5)
+    state, _ = raw.reset(seed=5)
+    for action in [None, *random_actions(env.action_space, 4)]:
+        if action is not None:
+            obs = env.step(action)[0]
+            state = raw.step(action)[0]
+        np.testing.assert_array_equal(obs["proprio"], state[[2, 0]])  # angular velocity, then cos(theta)
+
+
+def test_proprio_without_a_state_is_refused_with_what_to_give(spatial_model: WorldModel) -> None:
+    class NoState(gym.Wrapper):
+        def reset(self, **kwargs):
+            obs, info = self.env.reset(**kwargs)
+            return obs, {k: v for k, v in info.items() if k != "state"}
+
+    with pytest.raises(ValueError, match=r"needs a state vector.*info\['state'\]"):
+        LatentObservationWrapper(NoState(gym.make(TWO_ROOMS_ID)), spatial_model, proprio=(0,)).reset(seed=0)
+
+
+def test_vector_proprio_is_each_sub_environments_state(spatial_model: WorldModel) -> None:
+    venv = VectorLatentObservationWrapper(
+        gym.make_vec(TWO_ROOMS_ID, 3, vectorization_mode="sync"), spatial_model, proprio=(0, 1)
+    )
+    obs, infos = venv.reset(seed=[0, 1, 2])
+    assert obs in venv.observation_space
+    np.testing.assert_array_equal(obs["proprio"], np.asarray(infos["state"], np.float32))
+    obs, *_, infos = venv.step(np.stack(random_actions(venv.single_action_space, 3)))
+    np.testing.assert_array_equal(obs["proprio"], np.asarray(infos["state"], np.float32))

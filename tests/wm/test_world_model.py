@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import pytest
@@ -681,3 +682,24 @@ def test_a_temporal_encoder_trains_on_the_frames_that_came_before_each_sequence(
                 z_padded, _ = model.latents_for_training(frames[:, 3:], online_targets=True)
                 assert (z_padded[0, 0] - z_all[0, start]).abs().max() > 1e-4
     trainer.run()  # a training step on those batches
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")), reason="torch.compile needs a C++ compiler")
+def test_a_compiled_rollout_gives_the_eager_numbers_and_is_really_compiled() -> None:
+    from torch._dynamo.utils import counters
+
+    eager, fast = tiny_model(), tiny_model().compile_rollout()
+    z, past, actions = torch.randn(2, 2, K, D), torch.randn(2, 1, A), torch.randn(2, 5, 4, A)
+    graphs = counters["stats"]["unique_graphs"]
+    torch.testing.assert_close(fast.rollout_candidates(z, actions, past), eager.rollout_candidates(z, actions, past),
+                               rtol=0, atol=1e-5)  # fmt: skip
+    assert counters["stats"]["unique_graphs"] > graphs  # dynamo traced the rollout: it did not silently stay eager
+    again = fast.rollout_candidates(z, actions + 0.5, past)  # the same shapes: the compiled graph again
+    torch.testing.assert_close(again, eager.rollout_candidates(z, actions + 0.5, past), rtol=0, atol=1e-5)
+    assert fast.compile_rollout(enabled=False)._compiled_rollout is None
+
+
+def test_compiling_without_a_cpp_compiler_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(RuntimeError, match=r"C\+\+ compiler.*compile=False"):
+        tiny_model().compile_rollout()
