@@ -21,6 +21,7 @@ A action size, P prior sequences.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal, NamedTuple
 
@@ -134,6 +135,11 @@ class MPPIConfig(PlannerConfig):
 # --- costs and weights --------------------------------------------------------------------------
 
 
+GoalCost = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""A cost of reaching a goal: ``(z_pred [B, S, H, K, D], z_goal [B, K, D]) -> [B, S]``, lower is better (e.g. a
+learned temporal distance summed over the horizon); given to a planner, it replaces `latent_distance`."""
+
+
 def latent_distance(
     z_pred: torch.Tensor, z_goal: torch.Tensor, p: Literal[1, 2] = 2, on: CostOn = "final"
 ) -> torch.Tensor:
@@ -184,12 +190,15 @@ class SamplingPlanner:
         config: PlannerConfig,
         device: torch.device | str | None = None,
         prior: LatentPrior | None = None,
+        goal_cost: GoalCost | None = None,
     ) -> None:
         low, high = _as_bounds(action_low, action_high, device)
         if config.cost == "reward" and not callable(getattr(model, "reward", None)):
             raise TypeError(
                 f"cost='reward' needs a model with reward(z, actions); {type(model).__name__} has none"
             )
+        if goal_cost is not None and config.cost == "reward":
+            raise ValueError("a goal_cost replaces a latent cost; config.cost='reward' plans without a goal")
         if prior is not None and config.policy_prior_samples == 0:
             raise ValueError(
                 "a prior was given but config.policy_prior_samples is 0; set it to the sequences to use"
@@ -197,6 +206,8 @@ class SamplingPlanner:
         self.model = model
         self.config = config
         self.prior = prior
+        self.goal_cost = goal_cost
+        """Replaces the latent distance of ``config.cost`` (`GoalCost`; None: ``latent_l2`` / ``latent_l1``)."""
         self.device = low.device
         self._low, self._high = low, high  # (A,)
         self._center = (high + low) / 2  # (A,)
@@ -400,6 +411,8 @@ class SamplingPlanner:
             return negative_reward(rearrange(rewards, "(b s) h -> b s h", b=batch), cfg.cost_on)
         z_pred = rearrange(z_pred, "(b s) h k d -> b s h k d", b=batch, s=samples)
         assert z_goal is not None
+        if self.goal_cost is not None:
+            return self.goal_cost(z_pred, z_goal)
         return latent_distance(z_pred, z_goal, 2 if cfg.cost == "latent_l2" else 1, cfg.cost_on)
 
     def _refit(
@@ -436,8 +449,9 @@ class CEM(SamplingPlanner):
         config: CEMConfig | None = None,
         device: torch.device | str | None = None,
         prior: LatentPrior | None = None,
+        goal_cost: GoalCost | None = None,
     ) -> None:
-        super().__init__(model, action_low, action_high, config or CEMConfig(), device, prior)
+        super().__init__(model, action_low, action_high, config or CEMConfig(), device, prior, goal_cost)
 
     def _refit(
         self, candidates: torch.Tensor, costs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
@@ -464,8 +478,9 @@ class MPPI(SamplingPlanner):
         config: MPPIConfig | None = None,
         device: torch.device | str | None = None,
         prior: LatentPrior | None = None,
+        goal_cost: GoalCost | None = None,
     ) -> None:
-        super().__init__(model, action_low, action_high, config or MPPIConfig(), device, prior)
+        super().__init__(model, action_low, action_high, config or MPPIConfig(), device, prior, goal_cost)
 
     def _refit(
         self, candidates: torch.Tensor, costs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor

@@ -226,3 +226,21 @@ def test_bad_inputs_name_the_value() -> None:
         MPPIConfig(cost="latent_l3")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="action_low must be < action_high"):
         CEM(CumsumModel(), [1.0, -1.0], [1.0, 1.0])
+
+
+@pytest.mark.parametrize("planner_cls, config_cls", PLANNERS)
+def test_a_goal_cost_replaces_the_latent_distance(planner_cls: type, config_cls: type) -> None:
+    """A cost that ignores the goal and wants the first coordinate low: the plan heads away from the goal."""
+    seen: list[tuple[int, ...]] = []
+
+    def leftwards(z_pred: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
+        seen.append((tuple(z_pred.shape), tuple(z_goal.shape)))
+        return z_pred[..., 0].sum(dim=(-2, -1))  # (B, S): the summed first coordinate
+
+    planner = planner_cls(CumsumModel(), [-1.0, -1.0], [1.0, 1.0], config_cls(), goal_cost=leftwards)
+    z, goal = torch.zeros(1, 1, 2), torch.tensor([[[3.0, 0.0]]])
+    plan = planner.plan(z, goal, torch.Generator().manual_seed(0))
+    assert plan[0, :, 0].mean() < -0.5  # away from the goal at +3, as the cost asks
+    assert seen[0] == ((1, planner.config.num_samples, planner.config.horizon, 1, 2), (1, 1, 2))
+    with pytest.raises(ValueError, match="goal_cost replaces a latent cost"):
+        planner_cls(RewardCumsumModel((0.0, 0.0)), [-1.0], [1.0], config_cls(cost="reward"), goal_cost=leftwards)
