@@ -142,7 +142,7 @@ class PlanningJob(Config):
     elites: PositiveInt | None = None
     """Elites (default: samples / 8 for MPPI, samples / 10 for CEM)."""
     iterations: PositiveInt | None = None
-    """Refinement iterations per planning call (default: each planner's)."""
+    """Refinement iterations per planning call (default: the recipe's, else each planner's)."""
     cost_on: CostOn | None = None
     """Latent cost of the ``final`` step or the ``sum`` over the horizon (default: sum)."""
     cost: CostKind | None = None
@@ -195,6 +195,8 @@ class PlanningJob(Config):
                 self.samples or cfg.mppi.num_samples, self.cost_on or cfg.mppi.cost_on,
                 self.elites or 0, self.iterations or 0, self.cost or cfg.mppi.cost,
             )  # fmt: skip
+            if not self.iterations:  # the checkpoint's rounds stay (--samples alone changes the samples alone)
+                cem, mppi = replace(cem, iterations=cfg.cem.iterations), replace(mppi, iterations=cfg.mppi.iterations)
             cfg = replace(cfg, cem=cem, mppi=mppi)
         return cfg
 

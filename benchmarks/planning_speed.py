@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     cfg = benchmark_config_for(args.checkpoint)
     if args.samples or args.iterations:
-        cem, mppi = planner_configs(args.samples or cfg.mppi.num_samples, cfg.mppi.cost_on, 0, args.iterations)
+        cem, mppi = planner_configs(args.samples or cfg.mppi.num_samples, cfg.mppi.cost_on, 0, args.iterations or cfg.mppi.iterations)
         cfg = replace(cfg, cem=cem, mppi=mppi)
     model = PlanningModel(load_world_model(args.checkpoint))
     import gymnasium as gym

@@ -132,3 +132,24 @@ def test_the_plot_takes_a_row_without_successes(tmp_path: Path) -> None:
     rows = {"mpc": {"success_rate": 0.0, "success_ci95": list(wilson_interval(0, 50)), "median_ms_per_step": 30.0}}
     plot_table(rows, tmp_path / "p.png", "no successes")  # Wilson's lower bound is ~1e-17 above 0 here
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_samples_alone_keep_the_recipes_rounds(tmp_path: Path) -> None:
+    """``--samples`` changes the samples (and the elites that follow from them), not the recipe's iterations."""
+    from torchwm.agents.benchmark import PlanningJob
+    from torchwm.wm.world_model import DataFacts
+
+    model = WorldModel(
+        JEPAConfig.preset("tiny", encoder="spatial", tubelet_size=1, num_frames=2, image_size=32, embed_dim=32,
+                          num_layers=1, num_heads=2, predictor_dim=32, predictor_depth=1, predictor_heads=2),
+        WorldModelSpec(action_dim=2, latent_grid=1, latent_dim=16, width=32, heads=2),
+    )  # fmt: skip
+    model.data = DataFacts(
+        planning={"planner": "mppi", "num_samples": 50, "iterations": 2, "horizon": 8, "max_steps": 25}
+    )
+    ckpt = model.save_pretrained(tmp_path / "wm")
+    cfg = PlanningJob(checkpoint=str(ckpt), samples=100).benchmark_config()
+    assert (cfg.mppi.num_samples, cfg.mppi.num_elites, cfg.mppi.iterations) == (100, 12, 2)
+    assert cfg.cem.iterations == 2  # the recipe's rounds apply to both planners
+    cfg = PlanningJob(checkpoint=str(ckpt), samples=100, iterations=3).benchmark_config()
+    assert cfg.mppi.iterations == cfg.cem.iterations == 3
