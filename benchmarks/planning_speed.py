@@ -5,7 +5,10 @@ fraction of this machine's measured fp32 matmul rate; and batched planning for N
     python benchmarks/planning_speed.py --checkpoint runs/demo/world_model
 
 writes benchmarks/results/planning_speed.json. Each row: ``median_ms_per_call``, ``p95_ms_per_call``,
-``gflop_per_call``, ``achieved_gflop_s``, ``matmul_fraction``; the batched rows add ``ms_per_env``.
+``gflop_per_call``, ``achieved_gflop_s``, ``matmul_fraction``; the batched rows add ``ms_per_env``. With
+``--compile`` every row is timed again with `WorldModel.compile_rollout` (rows ``<name>_compiled``), and
+``compiled_vs_eager`` times batch-1 calls of both (and with ``--python-wrapper`` of a copy compiled with inductor's
+Python wrapper) in alternating rounds, since the host's speed drifts between rows.
 """
 
 from __future__ import annotations
@@ -97,17 +100,17 @@ def row(
     }
 
 
-def alternate(
-    eager: SamplingPlanner, compiled: SamplingPlanner, z: torch.Tensor, goal: torch.Tensor, calls: int
-) -> dict[str, Any]:
-    """Eager and compiled batch-1 calls in alternating rounds (the machine's speed drifts between rows)."""
-    times: dict[str, list[float]] = {"eager": [], "compiled": []}
+def alternate(planners: dict[str, SamplingPlanner], z: torch.Tensor, goal: torch.Tensor, calls: int) -> dict[str, Any]:
+    """Batch-1 calls of each planner (``eager`` first) in alternating rounds (the machine's speed drifts between
+    rows): each one's median and its ratio to eager's."""
+    times: dict[str, list[float]] = {kind: [] for kind in planners}
     for _ in range(5):
-        for kind, planner in (("eager", eager), ("compiled", compiled)):
+        for kind, planner in planners.items():
             times[kind] += time_calls(planner, z, goal, max(calls // 5, 3))
-    slow, fast = statistics.median(times["eager"]), statistics.median(times["compiled"])
-    return {"eager_median_ms_per_call": round(1000 * slow, 2), "compiled_median_ms_per_call": round(1000 * fast, 2),
-            "compiled_over_eager": round(fast / slow, 3)}  # fmt: skip
+    medians = {kind: statistics.median(t) for kind, t in times.items()}
+    out: dict[str, Any] = {f"{kind}_median_ms_per_call": round(1000 * m, 2) for kind, m in medians.items()}
+    out.update({f"{kind}_over_eager": round(m / medians["eager"], 3) for kind, m in medians.items() if kind != "eager"})
+    return out
 
 
 def timed_rows(
@@ -157,6 +160,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--iterations", type=int, default=0, help="iterations of the batched rows (0: the recipe's)")
     p.add_argument("--compile", action="store_true",
                    help="also time every row with the rollout compiled (rows <name>_compiled, in the same run)")
+    p.add_argument("--python-wrapper", action="store_true",
+                   help="with --compile: also a copy compiled with inductor's Python wrapper, in the alternating rounds")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -186,8 +191,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         compiled = timed_rows(fast, cfg, args, z, goal, low, high, rate, counted=rows)
         rows.update({f"{k}_compiled": {**v, "compiled": True} for k, v in compiled.items()})
         rows[f"{cfg.planners[0]}_batch_1_compiled"]["first_call_s"] = round(compile_s, 1)
-        eager = make_planner(model, cfg.planners[0], cfg, low, high)
-        rows["compiled_vs_eager"] = alternate(eager, first, z, goal, args.calls)
+        rivals = {"eager": make_planner(model, cfg.planners[0], cfg, low, high), "compiled": first}
+        if args.python_wrapper:  # inductor's Python wrapper, instead of compile_rollout's C++ one
+            wrapped = PlanningModel(load_world_model(args.checkpoint))
+            wrapped.world_model.compile_rollout(options={})
+            rivals["compiled_python_wrapper"] = make_planner(wrapped, cfg.planners[0], cfg, low, high)
+            t0 = time.perf_counter()
+            rivals["compiled_python_wrapper"].plan(z, goal)
+            rows["python_wrapper_first_call_s"] = round(time.perf_counter() - t0, 1)
+        rows["compiled_vs_eager"] = alternate(rivals, z, goal, args.calls)
     result = {
         "checkpoint": str(args.checkpoint),
         "horizon": cfg.horizon,
@@ -198,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for k, v in rows.items():
-        if "median_ms_per_call" not in v:
+        if not isinstance(v, dict) or "median_ms_per_call" not in v:
             print(f"{k:>18}: {v}")
             continue
         print(f"{k:>18}: {v['median_ms_per_call']:.1f} ms a call (p95 {v['p95_ms_per_call']:.1f}), "

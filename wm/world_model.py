@@ -260,7 +260,7 @@ class WorldModel(nn.Module):
             self.encoder.requires_grad_(False)
         self._compiled_rollout: Callable[..., tuple[torch.Tensor, torch.Tensor | None]] | None = None
 
-    def compile_rollout(self, enabled: bool = True) -> WorldModel:
+    def compile_rollout(self, enabled: bool = True, options: dict[str, Any] | None = None) -> WorldModel:
         """Run `rollout` and `rollout_candidates` through ``torch.compile`` (``enabled=False``: eager again).
 
         A planning rollout is many tiny steps (50 candidates x 5 tokens through a width-64 block), where eager
@@ -269,7 +269,9 @@ class WorldModel(nn.Module):
         (`benchmarks/results/planning_speed.json` has the time of both in one run). The first call of each new
         shape compiles (30-60 s on 2 cores; a few seconds once torch's on-disk cache holds it), so it pays in
         a control loop that plans many times with one shape, not for a single call. On the CPU it needs a C++
-        compiler on PATH.
+        compiler on PATH. ``options`` go to inductor (``torch.compile(options=...)``); by default its C++ wrapper
+        (``{"cpp_wrapper": True}``), which launches the kernels from C++ instead of Python: 0.65 of the eager call
+        against 0.72 with the Python wrapper, in alternating rounds of one run.
         """
         if not enabled:
             self._compiled_rollout = None
@@ -279,7 +281,8 @@ class WorldModel(nn.Module):
                 "torch.compile on the CPU needs a C++ compiler (c++, g++ or clang++) on PATH and none was found: "
                 "install one (e.g. `apt install g++`) or plan without compiling (compile=False)"
             )
-        self._compiled_rollout = torch.compile(self._rollout, dynamic=False)
+        options = {"cpp_wrapper": True} if options is None else options
+        self._compiled_rollout = torch.compile(self._rollout, dynamic=False, options=options)
         return self
 
     # --- checkpoints ------------------------------------------------------------------------
