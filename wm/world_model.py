@@ -270,8 +270,9 @@ class WorldModel(nn.Module):
         shape compiles (30-60 s on 2 cores; a few seconds once torch's on-disk cache holds it), so it pays in
         a control loop that plans many times with one shape, not for a single call. On the CPU it needs a C++
         compiler on PATH. ``options`` go to inductor (``torch.compile(options=...)``); by default its C++ wrapper
-        (``{"cpp_wrapper": True}``), which launches the kernels from C++ instead of Python: 0.65 of the eager call
-        against 0.72 with the Python wrapper, in alternating rounds of one run.
+        (``{"cpp_wrapper": True}``), which launches the kernels from C++ instead of Python: 0.60 of the eager call
+        against 0.67 with the Python wrapper, in alternating rounds of one run. Do not call a compiled model under
+        a dispatch mode such as ``FlopCounterMode``: torch then falls back to eager for good.
         """
         if not enabled:
             self._compiled_rollout = None
