@@ -32,7 +32,10 @@ def proprio_entries(state: Any, indices: tuple[int, ...], owner: str) -> np.ndar
     values = np.asarray(state.detach().cpu().numpy() if hasattr(state, "detach") else state, np.float32)
     flat = values.reshape(-1) if values.ndim <= 1 else values.reshape(values.shape[0], -1)
     if max(indices) >= flat.shape[-1]:
-        raise ValueError(f"proprio={indices} names entries past the {flat.shape[-1]} of {owner}'s state vector")
+        raise ValueError(
+            f"proprio={indices} names entries past the end of {owner}'s state vector, which has {flat.shape[-1]}: "
+            f"use indices 0..{flat.shape[-1] - 1}"
+        )
     return flat[..., list(indices)]
 
 

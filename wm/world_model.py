@@ -229,6 +229,11 @@ class RewardHead(nn.Module):
         return self.net(torch.cat([z.flatten(-2), a], dim=-1)).squeeze(-1)
 
 
+def cpp_compiler_available() -> bool:
+    """Whether a C++ compiler is on PATH (what ``torch.compile`` needs on the CPU)."""
+    return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+
+
 class WorldModel(nn.Module):
     """Encoder + latent head + block-causal dynamics (+ reward head), with EMA targets for training."""
 
@@ -277,7 +282,7 @@ class WorldModel(nn.Module):
         if not enabled:
             self._compiled_rollout = None
             return self
-        if self.device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        if self.device.type == "cpu" and not cpp_compiler_available():
             raise RuntimeError(
                 "torch.compile on the CPU needs a C++ compiler (c++, g++ or clang++) on PATH and none was found: "
                 "install one (e.g. `apt install g++`) or plan without compiling (compile=False)"

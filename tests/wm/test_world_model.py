@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from torchwm.envs.record import record
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.trainer import JEPAAgent
 from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model, world_model_loss
-from torchwm.wm.world_model import DynamicsShape, WorldModel, WorldModelSpec
+from torchwm.wm.world_model import DynamicsShape, WorldModel, WorldModelSpec, cpp_compiler_available
 
 K, D, A = 4, 8, 2  # latent_grid=2 over a 4x4 patch grid, latent width, action size
 
@@ -684,7 +683,7 @@ def test_a_temporal_encoder_trains_on_the_frames_that_came_before_each_sequence(
     trainer.run()  # a training step on those batches
 
 
-@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")), reason="torch.compile needs a C++ compiler")
+@pytest.mark.skipif(not cpp_compiler_available(), reason="torch.compile on the CPU needs a C++ compiler on PATH")
 def test_a_compiled_rollout_gives_the_eager_numbers_and_is_really_compiled() -> None:
     from torch._dynamo.utils import counters
 
