@@ -77,14 +77,21 @@ class CachedBlock(nn.Module):
         x = x + self.proj(rearrange(out, "b h m d -> b m (h d)"))
         return x + self.mlp(self.norm2(x)), (k, v)
 
-    def step(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int) -> torch.Tensor:
+    def step(
+        self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int, outputs: int | None = None
+    ) -> torch.Tensor:
         """Inference: new tokens x [B, M, W] that see every cached token and each other; their keys and values
-        are written into ``keys``/``values`` [B, h, L_max, d] at ``start``."""
+        are written into ``keys``/``values`` [B, h, L_max, d] at ``start``.
+
+        ``outputs``: return only the first ``outputs`` tokens [B, outputs, W] (every token's keys and values are
+        still written): a last block whose other tokens' outputs nobody reads skips their attention and MLP."""
         q, k, v = rearrange(
             self.qkv(self.norm1(x)), "b m (three h d) -> three b h m d", three=3, h=self.num_heads
         )
         end = start + x.shape[1]
         keys[:, :, start:end], values[:, :, start:end] = k, v
+        if outputs is not None:
+            x, q = x[:, :outputs], q[:, :, :outputs]
         out = small_attention(q, keys[:, :, :end], values[:, :, :end])  # (B, h, M, d)
         x = x + self.proj(rearrange(out, "b h m d -> b m (h d)"))
         return x + self.mlp(self.norm2(x))
@@ -236,11 +243,20 @@ class DynamicsPredictor(nn.Module):
         x = self._tokens(z, actions, past, proprio)  # (B, s, W)
         if buffer.length + s > buffer.keys[0].shape[2]:
             raise ValueError(f"the rollout buffer holds {buffer.keys[0].shape[2] // s} steps; step {past + 1} is past it")
+        if self.action_token and self.has_proprio:  # [K latents, action, proprio]: the action's output is unread
+            x = torch.cat([x[:, : self.k], x[:, -1:], x[:, self.k : -1]], dim=1)  # [K latents, proprio, action]
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             assert isinstance(block, CachedBlock)
-            x = block.step(x, buffer.keys[i], buffer.values[i], buffer.length)
+            # The last block computes only the outputs that are read: the latents' (and proprioception's).
+            x = block.step(x, buffer.keys[i], buffer.values[i], buffer.length, self._read if i == last else None)
         buffer.length += s
         return self._outputs(x[:, None], z, proprio)
+
+    @property
+    def _read(self) -> int:
+        """Tokens of a step whose final outputs are read (they come first in `decode_full`'s order)."""
+        return self.k + int(self.has_proprio) if self.action_token else self.k
 
     def empty_buffer(self, batch: int, steps: int, like: torch.Tensor) -> KVBuffer:
         """A rollout buffer with room for ``steps`` steps of ``batch`` sequences."""
