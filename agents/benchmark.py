@@ -31,6 +31,7 @@ from torchwm.envs.reset_options import ResetOptions
 from torchwm.envs.resolve import import_plugins
 from torchwm.wm.checkpoint import read_config, resolve_checkpoint
 from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
+from torchwm.wm.machine import machine_facts
 from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import DataFacts
 
@@ -364,6 +365,7 @@ def _run_planning_benchmark(
             "mppi": cfg.mppi.__dict__,
         },
         "threads": torch.get_num_threads(),
+        "machine": machine_facts(torch.get_num_threads()),  # the ms above are this machine's
         "methods": results,
     }
     (out / "planning.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -28,22 +28,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchwm.agents.benchmark import benchmark_config_for, planner_configs
 from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.planners import CEM, MPPI, SamplingPlanner
+from torchwm.wm.machine import machine_facts, matmul_gflop_s
 from torchwm.wm.wm_trainer import load_world_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "planning_speed.json"
-
-
-def matmul_gflop_s(n: int = 1024, repeats: int = 10) -> float:
-    """Median fp32 matmul rate of this process (the same thread setting as the planner)."""
-    a = torch.randn(n, n)
-    for _ in range(2):
-        a @ a
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def make_planner(model: PlanningModel, name: str, cfg: Any, space_low: np.ndarray, space_high: np.ndarray) -> SamplingPlanner:
@@ -205,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "horizon": cfg.horizon,
         "threads": args.threads,
         "matmul_gflop_s": round(rate, 1),
+        "machine": machine_facts(args.threads),
         "rows": rows,
         "command": " ".join(["python", "benchmarks/planning_speed.py", *(argv if argv is not None else sys.argv[1:])]),
     }

@@ -25,12 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from planning_speed import (
-    matmul_gflop_s,  # the same matmul rate as the planning benchmark's (a sibling script)
-)
 from torch.utils.flop_counter import FlopCounterMode
 from torchwm.envs.record import record
 from torchwm.wm.loop import LoopSettings, TrainingLoop
+from torchwm.wm.machine import machine_facts, matmul_gflop_s
 from torchwm.wm.recipes import get_recipe
 from torchwm.wm.trainer import JEPAAgent
 from torchwm.wm.wm_trainer import WorldModelTrainer
@@ -128,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                  "setup_seconds": round(setup, 1), **run_seconds(run / "world_model")}  # fmt: skip
     result = {
         "run": str(run), "recipe": recipe.name, "threads": torch.get_num_threads(), "matmul_gflop_s": round(rate, 1),
-        "stages": stages,
+        "machine": machine_facts(), "stages": stages,
         "command": " ".join(["python", "benchmarks/recipe_stages.py", *(argv if argv is not None else sys.argv[1:])]),
     }  # fmt: skip
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -68,6 +68,7 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> dict[str
         "median_ms_per_call": row["median_ms_per_step"],
         "episodes": episodes,
         "world_model": fitted.world_model,
+        "machine": result["machine"],  # the CPU, its instruction set and matmul rate: the times above are its
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(

@@ -214,6 +214,7 @@ def run_env(job: SuiteJob, env: SuiteEnv, seed: int, code: str | None = None) ->
         "fit_seconds": fit_seconds, "fit_stage_seconds": fitted.seconds, "planning_seconds": time.perf_counter() - t0,
         "run_dir": str(run_dir), "gif": str(run_dir / "planning" / "episode_0.gif") if job.gifs else None,
         "commit": code or commit(), "command": _row_command(job, env.name, seed),
+        "machine": summary["machine"],  # where the seconds and the model come from (another CPU trains another)
     }  # fmt: skip
 
 

@@ -64,6 +64,10 @@ def test_planning_benchmark_writes_json_plot_and_gif(tiny_world_model: Path, tmp
         assert lo <= row["success_rate"] <= hi
     saved = json.loads((out / "planning.json").read_text())
     assert saved["methods"]["random"]["steps"] == summary["methods"]["random"]["steps"]
+    # Its milliseconds say which machine they are from: the CPU, torch's instruction set, the matmul rate.
+    machine = saved["machine"]
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and machine["cpu"]
+    assert machine["matmul_gflop_s_1_thread"] > 0 and machine["torch"] == torch.__version__
     for name in ("planning.png", "episode_0.gif", "episode_0_distance.png"):
         assert (out / name).stat().st_size > 0
 
@@ -113,6 +117,9 @@ def test_demo_quick_runs_every_stage(tmp_path: Path) -> None:
         "planning/episode_0.gif",
     ):
         assert (tmp_path / "demo" / path).exists(), path
+    demo = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    assert set(demo["stage_seconds"]) == {"record", "pretrain", "world_model_joint", "world_model", "planning"}
+    assert demo["machine"]["matmul_gflop_s_1_thread"] > 0
 
 
 def test_planning_benchmark_sets_its_threads_and_restores_them(monkeypatch: pytest.MonkeyPatch) -> None:
