@@ -45,7 +45,9 @@ class PlanningDefaults(Config):
     the call (13.8 against 27.5 ms) but planned worse on the suite's six fits (TwoRooms 0.82 against 0.87,
     PointMass 0.78 against 0.87): `benchmarks/results/planning_*_mppi_50x1_seeds.json`."""
     horizon: PositiveInt = 8
-    """Model steps planned ahead (each ``frame_skip`` environment steps)."""
+    """Model steps planned ahead (each ``frame_skip`` environment steps). Horizon 6 (three quarters of the FLOPs)
+    planned worse on TwoRooms, 0.85 against 0.91 over three fits of one machine, the same episodes (PointMass 0.88
+    against 0.85): `benchmarks/results/planning_*_mppi_50x2_h6_avx2_seeds.json`."""
     context_steps: PositiveInt = 1
     """Latent steps a planned rollout starts from (the current one and those before it, with the actions taken
     between them). One: on this recipe's three seeds of TwoRooms and PointMass a 3-step history planned no
