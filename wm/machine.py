@@ -8,6 +8,7 @@ rounding), so every timed result records these facts beside it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -32,13 +33,10 @@ def matmul_gflop_s(n: int = 1024, repeats: int = 10) -> float:
 
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what `platform` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:  # Linux; elsewhere the fallback below
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
