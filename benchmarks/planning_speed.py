@@ -88,13 +88,18 @@ def row(
     }
 
 
-def alternate(planners: dict[str, SamplingPlanner], z: torch.Tensor, goal: torch.Tensor, calls: int) -> dict[str, Any]:
+def alternate(
+    planners: dict[str, SamplingPlanner], z: torch.Tensor, goal: torch.Tensor, calls: int,
+    inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> dict[str, Any]:
     """Batch-1 calls of each planner (``eager`` first) in alternating rounds (the machine's speed drifts between
-    rows): each one's median and its ratio to eager's."""
+    rows): each one's median and its ratio to eager's. ``inputs``: another (latent, goal) for the planners it
+    names (those of another checkpoint, whose latents are its own)."""
     times: dict[str, list[float]] = {kind: [] for kind in planners}
     for _ in range(5):
         for kind, planner in planners.items():
-            times[kind] += time_calls(planner, z, goal, max(calls // 5, 3))
+            z_k, goal_k = (inputs or {}).get(kind, (z, goal))
+            times[kind] += time_calls(planner, z_k, goal_k, max(calls // 5, 3))
     medians = {kind: statistics.median(t) for kind, t in times.items()}
     out: dict[str, Any] = {f"{kind}_median_ms_per_call": round(1000 * m, 2) for kind, m in medians.items()}
     out.update({f"{kind}_over_eager": round(m / medians["eager"], 3) for kind, m in medians.items() if kind != "eager"})
@@ -150,6 +155,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="also time every row with the rollout compiled (rows <name>_compiled, in the same run)")
     p.add_argument("--python-wrapper", action="store_true",
                    help="with --compile: also a copy compiled with inductor's Python wrapper, in the alternating rounds")
+    p.add_argument("--against", default=None,
+                   help="another checkpoint of the same environment (another shape, say): its recipe's planner joins "
+                        "the alternating rounds (against_eager, and against_compiled with --compile), from the same "
+                        "held-out state encoded by its own encoder")  # fmt: skip
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -170,6 +179,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     goal = model.encode(torch.from_numpy(np.asarray(info["goal_frame"]))[None, None])
     rate = matmul_gflop_s()
     rows = timed_rows(model, cfg, args, z, goal, low, high, rate)
+    rivals = {"eager": make_planner(model, cfg.planners[0], cfg, low, high)}
+    inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    if args.against:
+        other = PlanningModel(load_world_model(args.against))
+        other_cfg = benchmark_config_for(args.against)
+        pair = (other.encode(torch.from_numpy(np.asarray(obs))[None, None]),
+                other.encode(torch.from_numpy(np.asarray(info["goal_frame"]))[None, None]))  # fmt: skip
+        rivals["against_eager"] = make_planner(other, other_cfg.planners[0], other_cfg, low, high)
+        inputs["against_eager"] = pair
+        rows["against"] = {"checkpoint": str(args.against), "gflop_per_call": round(count_gflop(rivals["against_eager"], *pair), 3)}
     if args.compile:
         fast = PlanningModel(load_world_model(args.checkpoint), compile=True)  # a second copy: the same weights
         first = make_planner(fast, cfg.planners[0], cfg, low, high)
@@ -179,7 +198,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         compiled = timed_rows(fast, cfg, args, z, goal, low, high, rate, counted=rows)
         rows.update({f"{k}_compiled": {**v, "compiled": True} for k, v in compiled.items()})
         rows[f"{cfg.planners[0]}_batch_1_compiled"]["first_call_s"] = round(compile_s, 1)
-        rivals = {"eager": make_planner(model, cfg.planners[0], cfg, low, high), "compiled": first}
+        rivals["compiled"] = first
+        if args.against:
+            other_fast = PlanningModel(load_world_model(args.against), compile=True)
+            rivals["against_compiled"] = make_planner(other_fast, other_cfg.planners[0], other_cfg, low, high)
+            inputs["against_compiled"] = pair
+            rivals["against_compiled"].plan(*pair)  # compiles its batch-1 shape before the rounds
         if args.python_wrapper:  # inductor's Python wrapper, instead of compile_rollout's C++ one
             wrapped = PlanningModel(load_world_model(args.checkpoint))
             wrapped.world_model.compile_rollout(options={})
@@ -187,7 +211,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             t0 = time.perf_counter()
             rivals["compiled_python_wrapper"].plan(z, goal)
             rows["python_wrapper_first_call_s"] = round(time.perf_counter() - t0, 1)
-        rows["compiled_vs_eager"] = alternate(rivals, z, goal, args.calls)
+    if len(rivals) > 1:
+        rows["compiled_vs_eager"] = alternate(rivals, z, goal, args.calls, inputs)
     result = {
         "checkpoint": str(args.checkpoint),
         "horizon": cfg.horizon,
