@@ -90,16 +90,16 @@ def row(
 
 def alternate(
     planners: dict[str, SamplingPlanner], z: torch.Tensor, goal: torch.Tensor, calls: int,
-    inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    inputs: dict[str, tuple[torch.Tensor, torch.Tensor, int]] | None = None,
 ) -> dict[str, Any]:
     """Batch-1 calls of each planner (``eager`` first) in alternating rounds (the machine's speed drifts between
-    rows): each one's median and its ratio to eager's. ``inputs``: another (latent, goal) for the planners it
-    names (those of another checkpoint, whose latents are its own)."""
+    rows): each one's median and its ratio to eager's. ``inputs``: another (latent, goal, latent-history steps)
+    for the planners it names (those of another checkpoint, whose latents are its own)."""
     times: dict[str, list[float]] = {kind: [] for kind in planners}
     for _ in range(5):
         for kind, planner in planners.items():
-            z_k, goal_k = (inputs or {}).get(kind, (z, goal))
-            times[kind] += time_calls(planner, z_k, goal_k, max(calls // 5, 3))
+            z_k, goal_k, context = (inputs or {}).get(kind, (z, goal, 1))
+            times[kind] += time_calls(planner, z_k, goal_k, max(calls // 5, 3), context)
     medians = {kind: statistics.median(t) for kind, t in times.items()}
     out: dict[str, Any] = {f"{kind}_median_ms_per_call": round(1000 * m, 2) for kind, m in medians.items()}
     out.update({f"{kind}_over_eager": round(m / medians["eager"], 3) for kind, m in medians.items() if kind != "eager"})
@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="another checkpoint of the same environment (another shape, say): its recipe's planner joins "
                         "the alternating rounds (against_eager, and against_compiled with --compile), from the same "
                         "held-out state encoded by its own encoder")  # fmt: skip
+    p.add_argument("--against-context", type=int, default=1, help="latent-history steps of the --against planner")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -180,15 +181,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rate = matmul_gflop_s()
     rows = timed_rows(model, cfg, args, z, goal, low, high, rate)
     rivals = {"eager": make_planner(model, cfg.planners[0], cfg, low, high)}
-    inputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    inputs: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = {}
     if args.against:
         other = PlanningModel(load_world_model(args.against))
         other_cfg = benchmark_config_for(args.against)
         pair = (other.encode(torch.from_numpy(np.asarray(obs))[None, None]),
-                other.encode(torch.from_numpy(np.asarray(info["goal_frame"]))[None, None]))  # fmt: skip
+                other.encode(torch.from_numpy(np.asarray(info["goal_frame"]))[None, None]), args.against_context)  # fmt: skip
         rivals["against_eager"] = make_planner(other, other_cfg.planners[0], other_cfg, low, high)
         inputs["against_eager"] = pair
-        rows["against"] = {"checkpoint": str(args.against), "gflop_per_call": round(count_gflop(rivals["against_eager"], *pair), 3)}
+        rows["against"] = {"checkpoint": str(args.against), "context_steps": args.against_context,
+                           "gflop_per_call": round(count_gflop(rivals["against_eager"], *pair), 3)}  # fmt: skip
     if args.compile:
         fast = PlanningModel(load_world_model(args.checkpoint), compile=True)  # a second copy: the same weights
         first = make_planner(fast, cfg.planners[0], cfg, low, high)
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             other_fast = PlanningModel(load_world_model(args.against), compile=True)
             rivals["against_compiled"] = make_planner(other_fast, other_cfg.planners[0], other_cfg, low, high)
             inputs["against_compiled"] = pair
-            rivals["against_compiled"].plan(*pair)  # compiles its batch-1 shape before the rounds
+            _call(rivals["against_compiled"], *pair, None)  # compiles its batch-1 shape before the rounds
         if args.python_wrapper:  # inductor's Python wrapper, instead of compile_rollout's C++ one
             wrapped = PlanningModel(load_world_model(args.checkpoint))
             wrapped.world_model.compile_rollout(options={})

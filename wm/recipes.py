@@ -210,10 +210,15 @@ register_recipe(
 """``two-phase-long``: twice the training (the two-phase budget until 2026-12-01, 8-10 minutes a fit on 2 cores)
 planning from a 3-step latent history, which this longer training uses better: TwoRooms 0.89 and PointMass 0.95
 over three seeds each (`benchmarks/results/suite_full_budget.json`, its ``value_context3`` column)."""
-register_recipe(Recipe("two-phase-narrow", mlp_ratio=2.0))
-"""``two-phase-narrow``: the two-phase recipe with dynamics MLPs half as wide (hidden 2 x width, not 4 x): the
-MLPs are two thirds of a planning call's arithmetic, so a call costs about 0.67 of the FLOPs; measured against
-``two-phase`` on the same seeds and machine in the suite (README, planning speed)."""
+register_recipe(Recipe("two-phase-narrow", mlp_ratio=2.0, planning=PlanningDefaults(context_steps=3)))
+"""``two-phase-narrow``: the two-phase recipe with dynamics MLPs half as wide (hidden 2 x width, not 4 x), for
+planning in real time: the MLPs are two thirds of a planning call's arithmetic, so a call costs 0.72 of the FLOPs
+(0.61 GFLOP with its history against 0.82); in alternating rounds its call took 0.86 of two-phase's eager one,
+0.64 compiled (`benchmarks/results/planning_speed_amd512_vs_narrow.json`).
+It plans from a 3-step latent history: from one step PointMass fell to 0.77 (0.72-0.84) against two-phase's 0.87
+over three seeds; from three it gave TwoRooms 0.90 and PointMass 0.85 against two-phase's one-step 0.87 and 0.87
+(`benchmarks/results/suite_amd512_narrow.json`, chosen on those same episodes). The history costs a call little:
+it passes through the dynamics once per call, not once per candidate."""
 register_recipe(Recipe("two-phase-temporal", encoder="temporal"))
 """``two-phase-temporal``: the same stages and budgets with a temporal encoder (each step's latent from the last 4
 frames, in tubelets of 2) instead of a latent history: the alternative the suite measures it against."""
