@@ -43,7 +43,9 @@ def table(data: dict[str, Any]) -> str:
     every = data["rows"]
     own = sorted({int(r.get("context_steps", 1)) for r in every})
     other = sorted({int(k.removeprefix("value_context")) for r in every for k in r if k.startswith("value_context")})
-    head = (f"| env | metric | training seeds | MPPI 50 × 2, {_histories(own)} history: mean (min–max) "
+    # rows from before the budget was recorded planned MPPI 50 x 2
+    budgets = "/".join(dict.fromkeys(f"{r.get('num_samples', 50)} × {r.get('iterations', 2)}" for r in every))
+    head = (f"| env | metric | training seeds | MPPI {budgets}, {_histories(own)} history: mean (min–max) "
             f"| seed 0's 95% CI | from a {_histories(other) or '(none)'} history "
             "| greedy one-step | random policy | target | met | fit min / seed |")  # fmt: skip
     lines = [head, "| " + " | ".join(["---"] * 11) + " |"]

@@ -28,6 +28,7 @@ def test_every_row_reports_the_planner_beside_random_with_its_provenance(table: 
     assert list(rows) == ["tworooms", "pendulum"]  # only the environments asked for, in order
     for row in rows.values():
         assert row["seed"] == 0 and row["recipe"] == "two-phase-smoke" and row["episodes"] == 2
+        assert (row["num_samples"], row["iterations"]) == (16, 1)  # the recipe's planner, recorded with the row
         assert row["eval_seed"] == 1000 and len(row["ci95"]) == 2 and len(row["random_ci95"]) == 2
         assert row["commit"] and row["command"].startswith("torchwm bench suite --envs " + row["env"])
         assert row["fit_seconds"] > 0 and Path(row["run_dir"], "world_model").is_dir()
