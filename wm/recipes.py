@@ -40,11 +40,12 @@ class PlanningDefaults(Config):
     tenth for CEM). 32, 50 until 2026-12-02: on the suite's six TwoRooms and PointMass fits MPPI 32 x 2 planned
     as well or better on the suite's episodes (TwoRooms 0.89 against 0.87, PointMass 0.89 against 0.87) and on
     50 fresh ones from reset seed 2000 (0.93 against 0.89, 0.89 against 0.89), in 0.64 of the arithmetic:
-    `benchmarks/results/planning_*_mppi_32x2_suite_seeds.json`, `planning_*_mppi_{32,50}x2_seed2000_seeds.json`. More samples planned worse (100 and 200: 0.81
-    on TwoRooms), as if a larger draw found more of the candidates whose predicted latents err toward the goal."""
+    `benchmarks/results/planning_*_mppi_32x2_suite_seeds.json`, `planning_*_mppi_{32,50}x2_seed2000_seeds.json`.
+    More samples planned worse (100 and 200: 0.81 on TwoRooms), as if a larger draw found more of the candidates
+    whose predicted latents err toward the goal."""
     iterations: PositiveInt = 2
-    """Refinement rounds per planning call. (With 50 samples:) MPPI 50 x 2 planned as well as 100 x 6 on TwoRooms over three
-    training seeds (mean success 0.67 against 0.65, 50 episodes each) at a fifth of the time (29 against
+    """Refinement rounds per planning call. With 50 samples, MPPI 50 x 2 planned as well as 100 x 6 on TwoRooms
+    over three training seeds (mean success 0.67 against 0.65, 50 episodes each) at a fifth of the time (29 against
     150 ms a call on one thread): `benchmarks/results/planning_tworooms_mppi_50x2_seeds.json`. One round halves
     the call (13.8 against 27.5 ms) but planned worse on the suite's six fits (TwoRooms 0.82 against 0.87,
     PointMass 0.78 against 0.87): `benchmarks/results/planning_*_mppi_50x1_seeds.json`."""
@@ -214,7 +215,7 @@ register_recipe(
 """``two-phase-long``: twice the training (the two-phase budget until 2026-12-01, 8-10 minutes a fit on 2 cores)
 planning from a 3-step latent history, which this longer training uses better: TwoRooms 0.89 and PointMass 0.95
 over three seeds each (`benchmarks/results/suite_full_budget.json`, its ``value_context3`` column)."""
-register_recipe(Recipe("two-phase-narrow", mlp_ratio=2.0, planning=PlanningDefaults(context_steps=3)))
+register_recipe(Recipe("two-phase-narrow", mlp_ratio=2.0, planning=PlanningDefaults(num_samples=50, context_steps=3)))
 """``two-phase-narrow``: the two-phase recipe with dynamics MLPs half as wide (hidden 2 x width, not 4 x), for
 planning in real time: the MLPs are two thirds of a planning call's arithmetic, so a call costs 0.72 of the FLOPs
 (0.61 GFLOP with its history against 0.82); in alternating rounds its call took 0.86 of two-phase's eager one,
@@ -222,7 +223,8 @@ planning in real time: the MLPs are two thirds of a planning call's arithmetic, 
 It plans from a 3-step latent history: from one step PointMass fell to 0.77 (0.72-0.84) against two-phase's 0.87
 over three seeds; from three it gave TwoRooms 0.90 and PointMass 0.85 against two-phase's one-step 0.87 and 0.87
 (`benchmarks/results/suite_amd512_narrow.json`, chosen on those same episodes). The history costs a call little:
-it passes through the dynamics once per call, not once per candidate."""
+it passes through the dynamics once per call, not once per candidate. Measured with MPPI 50 x 2, which it keeps
+(the 32 samples of `PlanningDefaults` were not measured on it)."""
 register_recipe(Recipe("two-phase-temporal", encoder="temporal"))
 """``two-phase-temporal``: the same stages and budgets with a temporal encoder (each step's latent from the last 4
 frames, in tubelets of 2) instead of a latent history: the alternative the suite measures it against."""

@@ -52,7 +52,8 @@ def test_the_temporal_recipe_differs_from_the_spatial_one_only_in_its_encoder(tm
 def test_the_narrow_recipe_halves_the_dynamics_mlps_and_plans_from_a_history(tmp_path: Path) -> None:
     base, narrow = get_recipe("two-phase"), get_recipe("two-phase-narrow")
     assert dataclasses.replace(narrow, name=base.name, mlp_ratio=base.mlp_ratio, planning=base.planning) == base
-    assert narrow.planning.context_steps == 3 and dataclasses.replace(narrow.planning, context_steps=1) == base.planning
+    assert (narrow.planning.context_steps, narrow.planning.num_samples) == (3, 50)  # as it was measured
+    assert dataclasses.replace(narrow.planning, context_steps=1, num_samples=base.planning.num_samples) == base.planning
     for cfg in (narrow.joint_config(tmp_path / "ep", tmp_path / "jepa", tmp_path / "j"),
                 narrow.dynamics_config(tmp_path / "ep", tmp_path / "j", tmp_path / "wm")):  # fmt: skip
         assert cfg.validate().shape.mlp_ratio == 2.0 and cfg.recipe == "two-phase-narrow"
