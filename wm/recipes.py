@@ -8,7 +8,7 @@ in its checkpoint, so that ``torchwm bench planning --checkpoint DIR`` needs no 
 
 >>> recipe = get_recipe("two-phase")
 >>> recipe.frame_skip, recipe.planning.planner, recipe.planning.num_samples, recipe.planning.iterations
-(4, 'mppi', 50, 2)
+(4, 'mppi', 32, 2)
 >>> jepa = recipe.jepa_config("runs/x/episodes", "runs/x/jepa")
 >>> jepa.dataset, jepa.encoder, jepa.max_steps
 ('rollouts', 'spatial', 300)
