@@ -225,6 +225,16 @@ def planner_configs(
     return cem, mppi
 
 
+def planning_fields(planning: dict[str, Any]) -> dict[str, Any]:
+    """`PlanningBenchmarkConfig` fields of a recipe's planning defaults (`PlanningDefaults.to_dict()`, as a
+    checkpoint records them): its planner, sample budget, rounds, horizon, step budget and latent history."""
+    cem, mppi = planner_configs(int(planning["num_samples"]), iterations=int(planning.get("iterations", 0)))
+    return {
+        "planners": (planning["planner"],), "horizon": int(planning["horizon"]), "max_steps": int(planning["max_steps"]),
+        "cem": cem, "mppi": mppi, "context_steps": int(planning.get("context_steps", 1)),
+    }  # fmt: skip
+
+
 def benchmark_config_for(checkpoint: str | Path, **overrides: Any) -> PlanningBenchmarkConfig:
     """The evaluation a world-model checkpoint asks for: its environment, its frame skip as the action repeat,
     its recipe's planner, sample budget, horizon and step budget, and the environment's default reset
@@ -239,12 +249,7 @@ def benchmark_config_for(checkpoint: str | Path, **overrides: Any) -> PlanningBe
     fields["reset_options"] = DEFAULT_RESET_OPTIONS.get(env_id, ())
     fields["proprio"] = data.proprio
     if planning:
-        cem, mppi = planner_configs(int(planning["num_samples"]), iterations=int(planning.get("iterations", 0)))
-        fields.update(
-            planners=(planning["planner"],), horizon=int(planning["horizon"]),
-            max_steps=int(planning["max_steps"]), cem=cem, mppi=mppi,
-            context_steps=int(planning.get("context_steps", 1)),
-        )  # fmt: skip
+        fields.update(planning_fields(planning))
     extra_imports = overrides.pop("imports", ())
     fields["imports"] = tuple(dict.fromkeys((*data.imports, *extra_imports)))  # the checkpoint's, then more
     fields.update(overrides)

@@ -30,6 +30,7 @@ from torchwm.agents.benchmark import (
     GoalKind,
     benchmark_config_for,
     planner_configs,
+    planning_fields,
     run_planning_benchmark,
 )
 from torchwm.agents.planners import CostKind
@@ -183,10 +184,7 @@ def run_env(job: SuiteJob, env: SuiteEnv, seed: int, code: str | None = None) ->
                                  "reset_options": env.reset_options}  # fmt: skip
     # The recipe's planner as it is registered now, not as the checkpoint recorded it: a fit finished before
     # the recipe's planning defaults changed (they do not touch training) is planned as a fresh fit would be.
-    plan = recipe.planning
-    cem, mppi = planner_configs(plan.num_samples, iterations=plan.iterations)
-    overrides.update(planners=(plan.planner,), horizon=plan.horizon, max_steps=plan.max_steps,
-                     context_steps=plan.context_steps, cem=cem, mppi=mppi)  # fmt: skip
+    overrides.update(planning_fields(recipe.planning.to_dict()))
     if env.max_steps is not None:
         overrides["max_steps"] = env.max_steps
     cfg = benchmark_config_for(fitted.world_model, **overrides)
@@ -197,6 +195,7 @@ def run_env(job: SuiteJob, env: SuiteEnv, seed: int, code: str | None = None) ->
     summary = run_planning_benchmark(fitted.world_model, run_dir / "planning", cfg)
     methods = summary["methods"]
     planner = f"mpc_{cfg.planners[0]}"
+    chosen = getattr(cfg, cfg.planners[0])  # the recipe's planner's settings (CEMConfig or MPPIConfig)
     value, ci = _metric(methods[planner], env.metric)
     random_value, random_ci = _metric(methods["random"], env.metric)
     greedy_value, greedy_ci = _metric(methods["greedy_one_step"], env.metric)
@@ -208,8 +207,8 @@ def run_env(job: SuiteJob, env: SuiteEnv, seed: int, code: str | None = None) ->
         "env": env.name, "env_id": env.env_id, "seed": seed, "recipe": recipe.name, "metric": env.metric,
         "proprio": list(proprio),
         "target": env.target,
-        "planner": planner, "num_samples": getattr(cfg, cfg.planners[0]).num_samples,
-        "iterations": getattr(cfg, cfg.planners[0]).iterations, "horizon": cfg.horizon, "value": value, "ci95": ci,
+        "planner": planner, "num_samples": chosen.num_samples, "iterations": chosen.iterations, "horizon": cfg.horizon,
+        "value": value, "ci95": ci,
         "random": random_value, "random_ci95": random_ci, "greedy": greedy_value, "greedy_ci95": greedy_ci,
         "met": None if env.target is None else value >= env.target,
         "context_steps": cfg.context_steps, **contexts,
