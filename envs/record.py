@@ -12,7 +12,9 @@ gymnasium vector env and writes each finished episode through ``wm.episodes.Epis
   ``num_envs`` is. (An SB3 model sampling stochastically draws from torch's global RNG instead.)
 - Resets are done by this module (``AutoresetMode.DISABLED``), so no autoreset observation is ever
   mistaken for a step of the episode.
-- Ctrl-C: finished episodes stay in the manifest, the unfinished ones are dropped, and the
+- Finished episodes are written on a thread while the environments step on (ffmpeg encodes in its own
+  process, zlib compresses outside the GIL), in the order they finished.
+- Ctrl-C: finished episodes are written and stay in the manifest, the unfinished ones are dropped, and the
   KeyboardInterrupt is raised again.
 """
 
@@ -21,7 +23,9 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import queue
 import re
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -160,11 +164,12 @@ def _env_id(env: str | gymnasium.Env | Callable[[], gymnasium.Env], envs: VecEnv
     return names[-1] if names else "unregistered"
 
 
-def _as_numpy(image: Any) -> np.ndarray:
-    """A frame as a numpy array (a torch tensor from a torch-based env included)."""
+def _as_numpy(image: Any, copy: bool = True) -> np.ndarray:
+    """A frame as a numpy array (a torch tensor from a torch-based env included); ``copy=False`` may share the
+    env's memory."""
     if hasattr(image, "detach") and hasattr(image, "cpu"):
         image = image.detach().cpu().numpy()
-    return np.array(image)
+    return np.array(image) if copy else np.asarray(image)
 
 
 def _info_at(infos: dict[str, Any], key: str, i: int) -> Any:
@@ -247,6 +252,43 @@ class _Step:
     infos: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # slot -> (state, success)
 
 
+class _WriteBehind:
+    """Writes finished episodes on one thread, in the order they were handed over (so their numbers are those a
+    writer on the main thread would give), while the caller goes on stepping the environments; at most ``depth``
+    episodes wait. `close` writes every episode handed over before it returns, and raises the first error the
+    thread met (also raised by the `submit` after it)."""
+
+    def __init__(self, write: Callable[[_Episode], None], depth: int):
+        self._write = write
+        self._queue: queue.Queue[_Episode | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None  # raised once, in the main thread
+        self._failed = False  # for good: the episodes after a failed one are not written
+        self._thread = threading.Thread(target=self._loop, name="torchwm-record-writer")
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (episode := self._queue.get()) is not None:
+            if not self._failed:  # after an error the rest are dropped: the caller is told at once
+                try:
+                    self._write(episode)
+                except BaseException as e:  # noqa: BLE001  (handed to the main thread, raised there)
+                    self._error, self._failed = e, True
+
+    def submit(self, episode: _Episode) -> None:
+        self._raise()
+        self._queue.put(episode)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
 class _Recorder:
     """Runs the vector env, keeps one `_Episode` per sub-env, and hands finished ones to the writer."""
 
@@ -274,20 +316,24 @@ class _Recorder:
         self.obs: Any = None
 
     def run(self, progress: tqdm) -> None:
-        self._start_episodes(np.ones(self.envs.num_envs, dtype=bool), first=True)
-        while any(slot is not None for slot in self.slots):
-            actions = self.actor(self.obs)
-            step = self._step(actions)
-            finished = self._append(actions, step)
-            for slot in np.flatnonzero(finished).tolist():
-                episode = self.slots[slot]
-                assert episode is not None, "only recording sub-envs finish episodes"
-                self._write(episode)
-                self.slots[slot] = None
-                progress.update(1)
-            reset = finished | step.last_done
-            if reset.any():
-                self._start_episodes(reset, first=False)
+        writes = _WriteBehind(self._write, depth=2 * self.envs.num_envs)
+        try:
+            self._start_episodes(np.ones(self.envs.num_envs, dtype=bool), first=True)
+            while any(slot is not None for slot in self.slots):
+                actions = self.actor(self.obs)
+                step = self._step(actions)
+                finished = self._append(actions, step)
+                for slot in np.flatnonzero(finished).tolist():
+                    episode = self.slots[slot]
+                    assert episode is not None, "only recording sub-envs finish episodes"
+                    writes.submit(episode)
+                    self.slots[slot] = None
+                    progress.update(1)
+                reset = finished | step.last_done
+                if reset.any():
+                    self._start_episodes(reset, first=False)
+        finally:
+            writes.close()  # the finished episodes reach the manifest, a Ctrl-C or an error included
 
     def _start_episodes(self, mask: np.ndarray, first: bool) -> None:
         """Reset the sub-envs in ``mask``, starting the next episodes (with their seeds) where any are left."""
@@ -386,15 +432,19 @@ class _Recorder:
                 raise ValueError("env.render() returned None; make the env with render_mode='rgb_array'")
         else:
             images = obs if self.source == "obs" else obs["pixels"]
-        frames = {int(i): _as_numpy(images[i]) for i in np.flatnonzero(mask).tolist()}
+        frames = {int(i): _as_numpy(images[i], copy=False) for i in np.flatnonzero(mask).tolist()}
         for frame in frames.values():
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (1, 3):
                 raise ValueError(
                     f"frames must be uint8 [H, W, 3] images, the env's {self.source} gave {frame.dtype} {frame.shape}"
                 )
-        if self.image_size:
-            frames = {i: resize_frame(f, self.image_size) for i, f in frames.items()}
-        return frames
+        return {i: self._stored(frame) for i, frame in frames.items()}
+
+    def _stored(self, frame: np.ndarray) -> np.ndarray:
+        """The frame to keep: resized (a new array), else a copy (the env may draw its next frame into the same
+        memory); copying a 680 x 680 render before shrinking it took a quarter of the resize's time."""
+        out = resize_frame(frame, self.image_size) if self.image_size else frame
+        return out.copy() if out is frame else out
 
     def _write(self, episode: _Episode) -> None:
         assert self.writer is not None, "the writer is made at the first reset"

@@ -199,3 +199,43 @@ def test_describe_action_space():
     assert describe_action_space(spaces.Box(-1, 1, (2,)))["high"] == [1.0, 1.0]
     with pytest.raises(ValueError, match="MultiBinary"):
         describe_action_space(spaces.MultiBinary(3))
+
+
+class ReusedBufferEnv(LowDimRenderEnv):
+    """Renders every frame into one array, as renderers that keep a frame buffer do; pixel (0, 0) counts the
+    renders."""
+
+    def render(self):
+        if not hasattr(self, "buffer"):
+            self.buffer, self.renders = np.zeros((12, 12, 3), np.uint8), 0
+        self.buffer[...] = 255 * (np.arange(12) == self.renders % 12)[None, :, None]  # a bar per render
+        self.buffer[0, 0, 0], self.renders = self.renders, self.renders + 1
+        return self.buffer
+
+
+@pytest.mark.parametrize("image_size", [None, 6])
+def test_frames_rendered_into_one_buffer_are_kept_apart(tmp_path, image_size):
+    record(ReusedBufferEnv, "random", 2, tmp_path, num_envs=1, max_steps=5, lossless=True, progress=False,
+           image_size=image_size)  # fmt: skip
+    for entry in read_manifest(tmp_path)["episodes"]:
+        frames = load_episode(tmp_path, entry["name"]).frames
+        assert len(frames) == 6 and len({frame.tobytes() for frame in frames}) == 6  # none is a later one
+        if image_size is None:
+            assert len(set(frames[:, 0, 0, 0].tolist())) == 6
+
+
+def test_a_failed_write_stops_the_recording(tmp_path, monkeypatch):
+    from torchwm.wm import episodes
+
+    add, calls = episodes.EpisodeWriter.add_episode, []
+
+    def full_disk(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return add(self, *args, **kwargs)
+
+    monkeypatch.setattr(episodes.EpisodeWriter, "add_episode", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        record(CounterPixelEnv, "random", episodes=20, out_dir=tmp_path, num_envs=2, progress=False)
+    assert len(read_manifest(tmp_path)["episodes"]) == 1 and len(calls) == 2  # nothing written after the error
