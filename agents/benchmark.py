@@ -30,7 +30,7 @@ from torchwm.envs.registration import TWO_ROOMS_ID
 from torchwm.envs.reset_options import ResetOptions
 from torchwm.envs.resolve import import_plugins
 from torchwm.wm.checkpoint import read_config, resolve_checkpoint
-from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
+from torchwm.wm.config_base import Config, NonNegInt, PositiveFloat, PositiveInt
 from torchwm.wm.machine import machine_facts
 from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import DataFacts
@@ -144,6 +144,9 @@ class PlanningJob(Config):
     """Elites (default: samples / 8 for MPPI, samples / 10 for CEM)."""
     iterations: PositiveInt | None = None
     """Refinement iterations per planning call (default: the recipe's, else each planner's)."""
+    init_std: PositiveFloat | None = None
+    """Standard deviation of a call's first round, both planners, in units of half the action range (default:
+    each planner's, 2.0 for MPPI as TD-MPC2, 1.0 for CEM)."""
     cost_on: CostOn | None = None
     """Latent cost of the ``final`` step or the ``sum`` over the horizon (default: sum)."""
     cost: CostKind | None = None
@@ -199,6 +202,9 @@ class PlanningJob(Config):
             if not self.iterations:  # the checkpoint's rounds stay (--samples alone changes the samples alone)
                 cem, mppi = replace(cem, iterations=cfg.cem.iterations), replace(mppi, iterations=cfg.mppi.iterations)
             cfg = replace(cfg, cem=cem, mppi=mppi)
+        if self.init_std is not None:
+            std = self.init_std
+            cfg = replace(cfg, cem=replace(cfg.cem, init_std=std), mppi=replace(cfg.mppi, init_std=std))
         return cfg
 
 

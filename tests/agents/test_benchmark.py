@@ -160,3 +160,6 @@ def test_samples_alone_keep_the_recipes_rounds(tmp_path: Path) -> None:
     assert cfg.cem.iterations == 2  # the recipe's rounds apply to both planners
     cfg = PlanningJob(checkpoint=str(ckpt), samples=100, iterations=3).benchmark_config()
     assert cfg.mppi.iterations == cfg.cem.iterations == 3
+    assert (cfg.mppi.init_std, cfg.cem.init_std) == (2.0, 1.0)  # each planner's own first-round spread
+    cfg = PlanningJob(checkpoint=str(ckpt), samples=100, init_std=0.5).benchmark_config()
+    assert cfg.mppi.init_std == cfg.cem.init_std == 0.5 and cfg.mppi.num_samples == 100
