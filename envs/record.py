@@ -316,7 +316,8 @@ class _Recorder:
         self.obs: Any = None
 
     def run(self, progress: tqdm) -> None:
-        writes = _WriteBehind(self._write, depth=2 * self.envs.num_envs)
+        # At most num_envs finished episodes wait: twice the frames of the episodes being recorded, no more.
+        writes = _WriteBehind(self._write, depth=self.envs.num_envs)
         try:
             self._start_episodes(np.ones(self.envs.num_envs, dtype=bool), first=True)
             while any(slot is not None for slot in self.slots):
