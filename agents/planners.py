@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from einops import rearrange
 from torchwm.agents.protocols import LatentPrior, WorldModelLike
-from torchwm.wm.config_base import Config, NonNegInt, PositiveFloat, PositiveInt, Range
+from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.world_model import check_finite
 
 CostKind = Literal["latent_l2", "latent_l1", "reward"]
@@ -75,6 +75,11 @@ class PlannerConfig(Config):
     """Sample-evaluate-refit rounds per planning call."""
     init_std: PositiveFloat = 1.0
     """Standard deviation of the first round, in normalised action units (bounds are +-1)."""
+    narrow_std: NonNegFloat = 0.0
+    """When > 0, the first round draws its last ``narrow_fraction`` of the sampled candidates at this standard
+    deviation instead (around the same warm-started mean): small corrections beside the wide search."""
+    narrow_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.5
+    """Share of the first round's sampled candidates drawn at ``narrow_std``."""
     min_std: PositiveFloat = 0.05
     """Lower clamp of the refit standard deviation (keeps exploring)."""
     max_std: PositiveFloat = 2.0
@@ -273,8 +278,9 @@ class SamplingPlanner:
             prior = self._prior_candidates(z, prior_actions)
             mean, std = self._initial_distribution(idx, z.dtype)
             context = self._context(z, history, past_actions, proprio)
-            for _ in range(self.config.iterations):
-                candidates = self._sample(mean, std, prior, generator)  # (B, S, H, A)
+            for i in range(self.config.iterations):
+                spread = self._first_round_std(std, prior.shape[1]) if i == 0 else std
+                candidates = self._sample(mean, spread, prior, generator)  # (B, S, H, A)
                 costs = self._evaluate(context, z_goal, candidates)  # (B, S)
                 mean, std = self._refit(candidates, costs, mean, std)
             self.last_cost = costs.min(dim=1).values
@@ -375,16 +381,29 @@ class SamplingPlanner:
         prior = prior_actions[:, : self.config.policy_prior_samples]
         return ((prior - self._center) / self._half).clamp(-1.0, 1.0)
 
+    def _first_round_std(self, std: torch.Tensor, num_prior: int) -> torch.Tensor:
+        """The first round's spread: ``std [B, H, A]``, or per sample ``[B, S - P, H, A]`` with the last
+        ``narrow_fraction`` of the sampled candidates at ``narrow_std``."""
+        cfg = self.config
+        count = cfg.num_samples - num_prior
+        narrow = round(count * cfg.narrow_fraction) if cfg.narrow_std > 0 else 0
+        if narrow == 0:
+            return std
+        spread = std[:, None].repeat(1, count, 1, 1)
+        spread[:, count - narrow :] = cfg.narrow_std
+        return spread
+
     def _sample(
         self, mean: torch.Tensor, std: torch.Tensor, prior: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
-        """Candidates ``[B, S, H, A]``: the prior sequences, then Gaussian samples clamped to the bounds."""
+        """Candidates ``[B, S, H, A]``: the prior sequences, then Gaussian samples clamped to the bounds (``std``
+        ``[B, H, A]`` for every sample, or ``[B, S - P, H, A]`` one per sample)."""
         batch, horizon, size = mean.shape
         count = self.config.num_samples - prior.shape[1]
         noise = torch.randn(
             batch, count, horizon, size, generator=generator, device=mean.device, dtype=mean.dtype
         )
-        samples = noise.mul_(std[:, None]).add_(mean[:, None]).clamp_(-1.0, 1.0)
+        samples = noise.mul_(std[:, None] if std.ndim == 3 else std).add_(mean[:, None]).clamp_(-1.0, 1.0)
         return torch.cat([prior, samples], dim=1) if prior.shape[1] else samples
 
     def _evaluate(self, context: Context, z_goal: torch.Tensor | None, candidates: torch.Tensor) -> torch.Tensor:

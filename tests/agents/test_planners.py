@@ -244,3 +244,16 @@ def test_a_goal_cost_replaces_the_latent_distance(planner_cls: type, config_cls:
     assert seen[0] == ((1, planner.config.num_samples, planner.config.horizon, 1, 2), (1, 1, 2))
     with pytest.raises(ValueError, match="goal_cost replaces a latent cost"):
         planner_cls(RewardCumsumModel((0.0, 0.0)), [-1.0], [1.0], config_cls(cost="reward"), goal_cost=leftwards)
+
+
+@pytest.mark.parametrize("planner_cls, config_cls", PLANNERS)
+def test_narrow_std_draws_the_first_rounds_last_samples_close_to_the_mean(planner_cls: type, config_cls: type) -> None:
+    model = CumsumModel()
+    config = config_cls(num_samples=200, num_elites=20, iterations=2, init_std=2.0, narrow_std=0.05, narrow_fraction=0.25)
+    planner = planner_cls(model, [-1, -1], [1, 1], config)
+    planner.plan(torch.zeros(1, 1, 2), torch.tensor([[[3.0, -3.0]]]), torch.Generator().manual_seed(0))
+    first = model.seen_actions[0]  # (S, H, A) around a zero mean (no warm start yet)
+    wide, narrow = first[:150], first[150:]
+    assert narrow.abs().max() < 0.3  # 4 x 0.05 around zero
+    assert (wide.abs() == 1.0).float().mean() > 0.3  # std 2 puts many at the bounds
+    assert (model.seen_actions[1][150:].abs() > 0.3).any()  # the second round samples from the refit spread
