@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -30,7 +30,7 @@ from torchwm.envs.registration import TWO_ROOMS_ID
 from torchwm.envs.reset_options import ResetOptions
 from torchwm.envs.resolve import import_plugins
 from torchwm.wm.checkpoint import read_config, resolve_checkpoint
-from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt
+from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.machine import machine_facts
 from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import DataFacts
@@ -148,7 +148,9 @@ class PlanningJob(Config):
     """Standard deviation of a call's first round, both planners, in units of half the action range (default:
     each planner's, 2.0 for MPPI as TD-MPC2, 1.0 for CEM)."""
     narrow_std: NonNegFloat | None = None
-    """Draw half of a call's first-round samples at this standard deviation, both planners (default 0: off)."""
+    """Draw a share of a call's first-round samples at this standard deviation, both planners (default 0: off)."""
+    narrow_fraction: Annotated[float, Range(gt=0, lt=1)] | None = None
+    """That share (default 0.5)."""
     cost_on: CostOn | None = None
     """Latent cost of the ``final`` step or the ``sum`` over the horizon (default: sum)."""
     cost: CostKind | None = None
@@ -204,7 +206,7 @@ class PlanningJob(Config):
             if not self.iterations:  # the checkpoint's rounds stay (--samples alone changes the samples alone)
                 cem, mppi = replace(cem, iterations=cfg.cem.iterations), replace(mppi, iterations=cfg.mppi.iterations)
             cfg = replace(cfg, cem=cem, mppi=mppi)
-        for name in ("init_std", "narrow_std"):
+        for name in ("init_std", "narrow_std", "narrow_fraction"):
             if (value := getattr(self, name)) is not None:
                 cfg = replace(cfg, cem=replace(cfg.cem, **{name: value}), mppi=replace(cfg.mppi, **{name: value}))
         return cfg

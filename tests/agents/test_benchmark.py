@@ -163,3 +163,5 @@ def test_samples_alone_keep_the_recipes_rounds(tmp_path: Path) -> None:
     assert (cfg.mppi.init_std, cfg.cem.init_std) == (2.0, 1.0)  # each planner's own first-round spread
     cfg = PlanningJob(checkpoint=str(ckpt), samples=100, init_std=0.5).benchmark_config()
     assert cfg.mppi.init_std == cfg.cem.init_std == 0.5 and cfg.mppi.num_samples == 100
+    cfg = PlanningJob(checkpoint=str(ckpt), narrow_std=0.125, narrow_fraction=0.25).benchmark_config()
+    assert (cfg.mppi.narrow_std, cfg.mppi.narrow_fraction, cfg.cem.narrow_std) == (0.125, 0.25, 0.125)
