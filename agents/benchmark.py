@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -205,8 +205,9 @@ class PlanningJob(Config):
             )  # fmt: skip
             if not self.iterations:  # the checkpoint's rounds stay (--samples alone changes the samples alone)
                 cem, mppi = replace(cem, iterations=cfg.cem.iterations), replace(mppi, iterations=cfg.mppi.iterations)
+            cem, mppi = keep_first_round(cem, cfg.cem), keep_first_round(mppi, cfg.mppi)  # and so does its first round
             cfg = replace(cfg, cem=cem, mppi=mppi)
-        for name in ("init_std", "narrow_std", "narrow_fraction"):
+        for name in FIRST_ROUND:
             if (value := getattr(self, name)) is not None:
                 cfg = replace(cfg, cem=replace(cfg.cem, **{name: value}), mppi=replace(cfg.mppi, **{name: value}))
         return cfg
@@ -216,6 +217,17 @@ DEFAULT_RESET_OPTIONS: dict[str, tuple[tuple[str, Any], ...]] = {
     TWO_ROOMS_ID: (("different_rooms", True),),
 }
 """Reset options the benchmark uses by default for an environment (the task its table reports)."""
+
+
+FIRST_ROUND = ("init_std", "narrow_std", "narrow_fraction")
+"""Planner fields of a call's first round: a new sample budget leaves them as they were."""
+
+PlannerConfigT = TypeVar("PlannerConfigT", CEMConfig, MPPIConfig)
+
+
+def keep_first_round(new: PlannerConfigT, old: PlannerConfigT) -> PlannerConfigT:
+    """``new`` with ``old``'s first-round spread (`FIRST_ROUND`)."""
+    return replace(new, **{name: getattr(old, name) for name in FIRST_ROUND})
 
 
 def planner_configs(

@@ -29,7 +29,6 @@ import numpy as np
 from torchwm.agents.benchmark import (
     GoalKind,
     benchmark_config_for,
-    planner_configs,
     planning_fields,
     run_planning_benchmark,
 )
@@ -188,9 +187,8 @@ def run_env(job: SuiteJob, env: SuiteEnv, seed: int, code: str | None = None) ->
     if env.max_steps is not None:
         overrides["max_steps"] = env.max_steps
     cfg = benchmark_config_for(fitted.world_model, **overrides)
-    if env.cost != cfg.mppi.cost:
-        cem, mppi = planner_configs(cfg.mppi.num_samples, cfg.mppi.cost_on, 0, cfg.mppi.iterations, env.cost)
-        cfg = replace(cfg, cem=cem, mppi=mppi)
+    if env.cost != cfg.mppi.cost:  # only the cost: the recipe's budget and first round stay
+        cfg = replace(cfg, cem=replace(cfg.cem, cost=env.cost), mppi=replace(cfg.mppi, cost=env.cost))
     t0 = time.perf_counter()
     summary = run_planning_benchmark(fitted.world_model, run_dir / "planning", cfg)
     methods = summary["methods"]
