@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -199,17 +199,14 @@ class PlanningJob(Config):
             overrides["reset_options"] = (("different_rooms", True),) if self.different_rooms else ()
         cfg = benchmark_config_for(self.checkpoint, **overrides)
         if any(v is not None for v in (self.samples, self.elites, self.iterations, self.cost_on, self.cost)):
-            cem, mppi = planner_configs(
-                self.samples or cfg.mppi.num_samples, self.cost_on or cfg.mppi.cost_on,
-                self.elites or 0, self.iterations or 0, self.cost or cfg.mppi.cost,
+            # the checkpoint's rounds stay unless given (--samples alone changes the samples alone)
+            cfg = with_budget(
+                cfg, self.samples or cfg.mppi.num_samples, self.elites or 0, self.iterations or 0,
+                cost_on=self.cost_on or cfg.mppi.cost_on, cost=self.cost or cfg.mppi.cost,
             )  # fmt: skip
-            if not self.iterations:  # the checkpoint's rounds stay (--samples alone changes the samples alone)
-                cem, mppi = replace(cem, iterations=cfg.cem.iterations), replace(mppi, iterations=cfg.mppi.iterations)
-            cem, mppi = keep_first_round(cem, cfg.cem), keep_first_round(mppi, cfg.mppi)  # and so does its first round
-            cfg = replace(cfg, cem=cem, mppi=mppi)
-        for name in FIRST_ROUND:
-            if (value := getattr(self, name)) is not None:
-                cfg = replace(cfg, cem=replace(cfg.cem, **{name: value}), mppi=replace(cfg.mppi, **{name: value}))
+        first = {k: v for k in ("init_std", "narrow_std", "narrow_fraction") if (v := getattr(self, k)) is not None}
+        if first:
+            cfg = replace(cfg, cem=replace(cfg.cem, **first), mppi=replace(cfg.mppi, **first))
         return cfg
 
 
@@ -217,17 +214,6 @@ DEFAULT_RESET_OPTIONS: dict[str, tuple[tuple[str, Any], ...]] = {
     TWO_ROOMS_ID: (("different_rooms", True),),
 }
 """Reset options the benchmark uses by default for an environment (the task its table reports)."""
-
-
-FIRST_ROUND = ("init_std", "narrow_std", "narrow_fraction")
-"""Planner fields of a call's first round: a new sample budget leaves them as they were."""
-
-PlannerConfigT = TypeVar("PlannerConfigT", CEMConfig, MPPIConfig)
-
-
-def keep_first_round(new: PlannerConfigT, old: PlannerConfigT) -> PlannerConfigT:
-    """``new`` with ``old``'s first-round spread (`FIRST_ROUND`)."""
-    return replace(new, **{name: getattr(old, name) for name in FIRST_ROUND})
 
 
 def planner_configs(
@@ -245,6 +231,21 @@ def planner_configs(
     if iterations:
         cem, mppi = replace(cem, iterations=iterations), replace(mppi, iterations=iterations)
     return cem, mppi
+
+
+def with_budget(
+    cfg: PlanningBenchmarkConfig, num_samples: int, num_elites: int = 0, iterations: int = 0, **fields: Any
+) -> PlanningBenchmarkConfig:
+    """``cfg`` with both planners given ``num_samples`` candidates, ``num_elites`` elites (0: derived from the
+    samples as `planner_configs` does), ``iterations`` rounds (0: each keeps its own) and any other planner
+    ``fields``; every other setting of the planners (their first round, temperature, ...) stays as it was."""
+    cem_elites, mppi_elites = (c.num_elites for c in planner_configs(num_samples, num_elites=num_elites))
+    rounds: dict[str, Any] = {"iterations": iterations} if iterations else {}
+    return replace(
+        cfg,
+        cem=replace(cfg.cem, num_samples=num_samples, num_elites=cem_elites, **rounds, **fields),
+        mppi=replace(cfg.mppi, num_samples=num_samples, num_elites=mppi_elites, **rounds, **fields),
+    )
 
 
 def planning_fields(planning: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from torchwm.agents.benchmark import benchmark_config_for, keep_first_round, planner_configs
+from torchwm.agents.benchmark import benchmark_config_for, with_budget
 from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.planners import CEM, MPPI, SamplingPlanner
 from torchwm.wm.machine import machine_facts, matmul_gflop_s
@@ -165,8 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     cfg = benchmark_config_for(args.checkpoint)
     if args.samples or args.iterations:
-        cem, mppi = planner_configs(args.samples or cfg.mppi.num_samples, cfg.mppi.cost_on, 0, args.iterations or cfg.mppi.iterations)
-        cfg = replace(cfg, cem=keep_first_round(cem, cfg.cem), mppi=keep_first_round(mppi, cfg.mppi))
+        cfg = with_budget(cfg, args.samples or cfg.mppi.num_samples, 0, args.iterations or 0)
     model = PlanningModel(load_world_model(args.checkpoint))
     import gymnasium as gym
     import torchwm.envs  # noqa: F401  (registers the built-in ids)

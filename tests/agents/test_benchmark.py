@@ -168,10 +168,10 @@ def test_samples_alone_keep_the_recipes_rounds(tmp_path: Path) -> None:
 
 
 def test_a_new_sample_budget_keeps_the_first_round() -> None:
-    from torchwm.agents.benchmark import keep_first_round
+    from torchwm.agents.benchmark import PlanningBenchmarkConfig, with_budget
     from torchwm.agents.planners import MPPIConfig
 
     old = MPPIConfig(num_samples=50, num_elites=6, init_std=0.3, narrow_std=0.1, narrow_fraction=0.25)
-    new = keep_first_round(MPPIConfig(num_samples=100, num_elites=12), old)
+    new = with_budget(PlanningBenchmarkConfig(mppi=old), 100).mppi
     assert (new.num_samples, new.num_elites) == (100, 12)
     assert (new.init_std, new.narrow_std, new.narrow_fraction) == (0.3, 0.1, 0.25)
