@@ -101,6 +101,8 @@ class PlanningBenchmarkConfig(Config):
     episode_options: str = ""
     """``module:function`` giving each episode's reset options from its seed (``options(seed) -> dict``), on
     top of ``reset_options``; empty: the same options every episode."""
+    distance_key: str = "distance"
+    """The ``info`` entry that holds the environment's distance to the goal, reported as the final distance."""
     threads: NonNegInt = 1
     """torch CPU threads while planning (1: a planning call's small matmuls run faster on one thread than
     split over two; 0: leave torch's setting). The previous setting is restored afterwards."""
@@ -178,6 +180,8 @@ class PlanningJob(Config):
     """Offline goals: success within this state distance of the goal state."""
     episode_options: str | None = None
     """``module:function``: each episode's reset options from its seed."""
+    distance_key: str | None = None
+    """The ``info`` entry holding the env's distance to the goal (default ``distance``)."""
     imports: tuple[str, ...] | None = None
     """More modules to import before the environment is made (``--import``; the checkpoint's come anyway)."""
 
@@ -189,7 +193,7 @@ class PlanningJob(Config):
         """The checkpoint's evaluation with this job's fields in place of its defaults."""
         direct = ("episodes", "max_steps", "seed", "planners", "horizon", "context_steps", "action_repeat", "gifs",
                   "threads", "baselines", "compile", "goal", "goal_function", "goal_episodes", "goal_offset",
-                  "success_distance", "episode_options")  # fmt: skip
+                  "success_distance", "episode_options", "distance_key")  # fmt: skip
         overrides: dict[str, Any] = {k: getattr(self, k) for k in direct if getattr(self, k) is not None}
         if self.env is not None:
             overrides["env_id"] = self.env
@@ -376,22 +380,30 @@ def _run_planning_benchmark(
     for label, policy in methods.items():
         t0 = time.perf_counter()
         res = evaluate(policy, lambda: make_benchmark_env(cfg), cfg.episodes, cfg.seed, cfg.max_steps,
-                       episode_options=per_episode)  # fmt: skip
+                       episode_options=per_episode, distance_key=cfg.distance_key)  # fmt: skip
         row = res.to_dict()
         row["wall_seconds"] = time.perf_counter() - t0
         results[label] = row
         print(
             f"{label:>16}: success {res.success_rate:.2f} (95% CI {res.success_ci95[0]:.2f}-{res.success_ci95[1]:.2f}), "
-            f"final distance {_maybe(res.final_distance)}, median {res.median_ms_per_step:.1f} ms/step"
+            f"final distance (info[{cfg.distance_key!r}]) {_maybe(res.final_distance)}, "
+            f"median {res.median_ms_per_step:.1f} ms/step"
         )
+    ran = {name: replace(getattr(cfg, name), horizon=cfg.horizon) for name in ("cem", "mppi")}
     summary = {
         "env_id": cfg.env_id,
         "checkpoint": str(checkpoint),
         "config": {
             **{k: v for k, v in cfg.__dict__.items() if k not in ("cem", "mppi")},
-            "cem": cfg.cem.__dict__,
-            "mppi": cfg.mppi.__dict__,
+            "cem": ran["cem"].__dict__,
+            "mppi": ran["mppi"].__dict__,
         },
+        "planners_ran": {  # the settings each planner actually planned with
+            name: {"horizon": ran[name].horizon, "num_samples": ran[name].num_samples,
+                   "iterations": ran[name].iterations, "cost": ran[name].cost}
+            for name in cfg.planners
+        },  # fmt: skip
+        "distance_key": cfg.distance_key,
         "threads": torch.get_num_threads(),
         "machine": machine_facts(torch.get_num_threads()),  # the ms above are this machine's
         "methods": results,
@@ -413,7 +425,7 @@ def needs_goal_image(cfg: PlanningBenchmarkConfig) -> bool:
 
 
 def _maybe(value: float | None) -> str:
-    """A number to three places, or 'n/a' where the environment reports none (no ``info['distance']``)."""
+    """A number to three places, or 'n/a' where the environment reports none (no ``info[distance_key]``)."""
     return "n/a" if value is None else f"{value:.3f}"
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from torchwm.wm.config_base import Config, Fraction, NonNegInt, PositiveFloat, PositiveInt
+from torchwm.wm.runs import Overwrite
 
 Algo = Literal["ppo", "sac"]
 PolicyMode = Literal["latent", "dream"]
@@ -32,6 +33,9 @@ class PolicyTrainingConfig(Config):
     """Timesteps to learn (real environment steps in latent mode, imagined steps in dream mode)."""
     out: str = "runs/policy"
     """Output directory: policy.zip, best/best_model.zip, eval/, tb/ (TensorBoard) and summary.json."""
+    overwrite: Overwrite = "never"
+    """An existing run folder that holds another run: ``never`` refuses it (a matching run continues), ``move``
+    moves it aside, ``delete`` deletes it."""
     goal: bool = True
     """Goal-conditioned: observe latent and goal_latent (the reset info must carry goal_frame); else the latent."""
     reset_options: str = ""

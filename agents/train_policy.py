@@ -33,6 +33,7 @@ from torchwm.agents.vec_env import SB3VecEnv, latent_vector_env
 from torchwm.envs.dream import LatentDreamVectorEnv
 from torchwm.envs.pixels import proprio_entries
 from torchwm.envs.resolve import import_plugins
+from torchwm.wm.runs import open_run
 from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import WorldModel
 
@@ -155,7 +156,8 @@ def build_algorithm(cfg: PolicyTrainingConfig, env: VecEnv, tensorboard_log: str
 
 
 def train_policy(cfg: PolicyTrainingConfig, model: WorldModel | None = None) -> PolicyTrainingResult:
-    """Train a policy as ``cfg`` says and save it; ``model`` (else loaded from ``cfg.checkpoint``) gives the latents.
+    """Train a policy as ``cfg`` says and save it into the run folder ``cfg.out`` (its identity checked and its
+    lock held meanwhile); ``model`` (else loaded from ``cfg.checkpoint``) gives the latents.
 
     Sets torch's CPU threads to ``cfg.threads`` (when above 0) for the process.
     """
@@ -166,8 +168,12 @@ def train_policy(cfg: PolicyTrainingConfig, model: WorldModel | None = None) -> 
     if model is None:
         model = load_world_model(cfg.checkpoint, cfg.device)
     import_plugins((*model.data.imports, *cfg.imports))  # the checkpoint's plugin modules, and any more given
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with open_run(cfg.out, "train-policy", cfg.run_identity(), overwrite=cfg.overwrite):
+        return _train(cfg, model, Path(cfg.out), start)
+
+
+def _train(cfg: PolicyTrainingConfig, model: WorldModel, out: Path, start: float) -> PolicyTrainingResult:
+    """Learn, save ``policy.zip`` and ``summary.json`` into the open run folder ``out``."""
     env, real_steps = _training_env(cfg, model)
     algo = build_algorithm(cfg, env, str(out / "tb") if cfg.tensorboard else None)
     callback = None

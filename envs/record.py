@@ -7,9 +7,14 @@ gymnasium vector env and writes each finished episode through ``wm.episodes.Epis
 - Pixels come from the observation when it is an HxWx3 uint8 Box or a Dict with a ``"pixels"`` key,
   else from ``render()`` (the env must be made with ``render_mode="rgb_array"``).
 - The ground-truth state is ``info["state"]`` where the environment puts one there.
-- Seeds: episode i of a run is reset with ``seed + i`` and, for ``policy="random"``, samples its
-  actions from an action space seeded from ``(seed, i)``: the same episode comes out whatever
-  ``num_envs`` is. (An SB3 model sampling stochastically draws from torch's global RNG instead.)
+- Seeds: episodes are reset with ``seed``, ``seed + 1``, ... skipping every reset seed the folder holds
+  already, so appending never records a seed twice (without ``seed``: one past the highest seed in the
+  folder, 0 in a new one). For ``policy="random"`` the episode reset with ``seed + j`` samples its actions
+  from an action space seeded from ``(seed, j)``: the same episode comes out whatever ``num_envs`` is and
+  wherever a resumed recording starts. (An SB3 model sampling stochastically draws from torch's global RNG.)
+- The folder is a run folder (`torchwm.wm.runs`): appending with another environment, frame skip or image size
+  is refused (episodes of different lengths may share a folder), and one process writes it at a time. Each episode's manifest entry names the
+  policy that made it.
 - Resets are done by this module (``AutoresetMode.DISABLED``), so no autoreset observation is ever
   mistaken for a step of the episode.
 - Finished episodes are written on a thread while the environments step on (ffmpeg encodes in its own
@@ -39,7 +44,8 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from gymnasium.vector.utils import iterate
 from torchwm.envs.resolve import import_plugins, resolve_env_id, step_limit
 from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
-from torchwm.wm.episodes import EpisodeWriter
+from torchwm.wm.episodes import MANIFEST, EpisodeWriter, read_manifest
+from torchwm.wm.runs import Overwrite, open_run
 from tqdm.auto import tqdm
 
 PixelSource = Literal["obs", "pixels", "render"]
@@ -306,12 +312,14 @@ class _Recorder:
         self.episodes, self.seed, self.max_steps = options["episodes"], options["seed"], options["max_steps"]
         self.frame_skip, self.fps, self.lossless = options["frame_skip"], options["fps"], options["lossless"]
         self.imports, self.image_size = options["imports"], options["image_size"]
+        self.skip_seeds, self.policy = frozenset(options["skip_seeds"]), options["policy"]
         space = envs.single_observation_space
         self.state_observations = (
             isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1 and np.issubdtype(space.dtype, np.floating)
         )
         self.slots: list[_Episode | None] = [None] * envs.num_envs
         self.started = 0
+        self.next_offset = 0
         self.writer: EpisodeWriter | None = None
         self.obs: Any = None
 
@@ -360,12 +368,14 @@ class _Recorder:
         for slot in np.flatnonzero(mask).tolist():
             if self.started == self.episodes:
                 break
-            seed = self.seed + self.started
+            offset = self.next_offset
+            while self.seed + offset in self.skip_seeds:  # recorded into this folder already
+                offset += 1
+            self.next_offset = offset + 1
+            seed = self.seed + offset
             seeds[slot], self.slots[slot] = seed, _Episode(self.started, seed, [], [])
-            if isinstance(self.actor, _RandomPolicy):
-                self.actor.seed_slot(
-                    slot, int(np.random.SeedSequence([self.seed, self.started]).generate_state(1)[0])
-                )
+            if isinstance(self.actor, _RandomPolicy):  # a function of the reset seed: the same episode on a resume
+                self.actor.seed_slot(slot, int(np.random.SeedSequence([self.seed, offset]).generate_state(1)[0]))
             self.started += 1
         return seeds
 
@@ -450,7 +460,8 @@ class _Recorder:
     def _write(self, episode: _Episode) -> None:
         assert self.writer is not None, "the writer is made at the first reset"
         has_states = all(state is not None for state in episode.states)
-        info = {"episode_index": episode.index, "seed": episode.seed, "frame_skip": self.frame_skip}
+        info = {"episode_index": episode.index, "seed": episode.seed, "frame_skip": self.frame_skip,
+                "policy": self.policy}  # fmt: skip
         if episode.success is not None:
             info["success"] = bool(episode.success)
         self.writer.add_episode(
@@ -477,14 +488,17 @@ class RecordJob(Config):
     """Sub-environments of the vector env."""
     max_steps: NonNegInt = 0
     """Cut episodes at this many recorded steps (0: the environment's own limit)."""
-    seed: NonNegInt = 0
-    """Episode i is reset with seed + i."""
+    seed: NonNegInt | None = None
+    """First reset seed; seeds the folder holds already are skipped (none: one past the highest seed there)."""
     lossless: bool = False
     """Bit-exact frames (larger files)."""
     image_size: NonNegInt = 0
     """Store frames resized to N x N (0: the environment's size); written into the manifest."""
     imports: tuple[str, ...] = ()
     """Modules to import first, which register environments (``--imports my_pkg.envs``)."""
+    overwrite: Overwrite = "never"
+    """An existing episode folder of another recording: ``never`` refuses it (a matching one is appended to),
+    ``move`` moves it aside, ``delete`` deletes it."""
     progress: bool = True
     """Show a tqdm progress bar."""
 
@@ -501,7 +515,7 @@ def record(
     out_dir: str | os.PathLike[str] = "episodes",
     *,
     num_envs: int = 4,
-    seed: int = 0,
+    seed: int | None = None,
     max_steps: int | None = None,
     frame_skip: int = 1,
     lossless: bool = False,
@@ -511,6 +525,7 @@ def record(
     deterministic: bool = False,
     imports: Sequence[str] = (),
     image_size: int | None = None,
+    overwrite: Overwrite = "never",
 ) -> Path:
     """Record ``episodes`` episodes of ``env`` under ``policy`` into the episode directory ``out_dir``.
 
@@ -522,7 +537,8 @@ def record(
             to one action.
         episodes: how many complete episodes to write (appended if ``out_dir`` holds some already).
         num_envs: sub-environments stepped together (N).
-        seed: episode i is reset with ``seed + i``; see the module docstring.
+        seed: the first reset seed; seeds already in ``out_dir`` are skipped. None: one past the highest reset
+            seed in ``out_dir`` (0 for a new folder). See the module docstring.
         max_steps: most recorded steps (actions) an episode may have; it is then truncated.
         frame_skip: k; each chosen action is repeated k times, only every k-th frame is recorded and
             the recorded reward is the sum of the k rewards. An episode that ends during the repeats
@@ -536,6 +552,8 @@ def record(
             ``module:EnvId``. Both are written into the manifest, so later commands need no import again.
         image_size: store frames resized to ``image_size`` x ``image_size`` (written into the manifest);
             None keeps the environment's size.
+        overwrite: ``out_dir`` holding another recording (another env, frame skip or image size) is
+            refused with ``never``; ``move`` moves it aside and ``delete`` deletes it first.
 
     An environment with no step limit (no TimeLimit, no ``max_episode_steps``) and no ``max_steps`` is recorded
     under ``DEFAULT_MAX_STEPS`` steps an episode, with a warning: its episodes might never end otherwise.
@@ -548,7 +566,7 @@ def record(
         or num_envs < 1
         or frame_skip < 1
         or (max_steps is not None and max_steps < 1)
-        or seed < 0
+        or (seed is not None and seed < 0)
     ):
         raise ValueError(
             f"need episodes, num_envs, frame_skip, max_steps >= 1 and seed >= 0; got episodes={episodes}, "
@@ -569,28 +587,47 @@ def record(
             "(--max-steps N), or register the env with max_episode_steps",
             stacklevel=2,
         )
-    options = {
-        "episodes": episodes,
-        "seed": seed,
-        "max_steps": max_steps,
-        "frame_skip": frame_skip,
-        "fps": fps,
-        "lossless": lossless,
-        "imports": list(modules),
-        "image_size": image_size,
-    }
+    env_id = _env_id(env, envs)
+    identity = {"env": env_id, "frame_skip": frame_skip, "image_size": image_size}
     try:
-        recorder = _Recorder(
-            envs, _make_actor(policy, envs, deterministic), _env_id(env, envs), Path(out_dir), options
-        )
-        with tqdm(
-            total=episodes, disable=not progress, unit="episode", desc=f"record {recorder.env_id}"
-        ) as bar:
-            recorder.run(bar)
+        with open_run(out_dir, "record", identity, overwrite=overwrite, adopt=True):
+            used = recorded_seeds(out_dir)
+            first = seed if seed is not None else max(used, default=-1) + 1
+            _record_into(envs, policy, env_id, Path(out_dir), deterministic, progress, {
+                "episodes": episodes, "seed": first, "max_steps": max_steps, "frame_skip": frame_skip, "fps": fps,
+                "lossless": lossless, "imports": list(modules), "image_size": image_size, "skip_seeds": used,
+                "policy": describe_policy(policy),
+            })  # fmt: skip
     finally:
         if owned:
             envs.close()
     return Path(out_dir)
 
 
-__all__ = ["Predictor", "RecordJob", "describe_action_space", "pixel_source", "record"]
+def _record_into(
+    envs: VecEnv, policy: Policy, env_id: str, out_dir: Path, deterministic: bool, progress: bool,
+    options: dict[str, Any],
+) -> None:  # fmt: skip
+    recorder = _Recorder(envs, _make_actor(policy, envs, deterministic), env_id, out_dir, options)
+    with tqdm(total=options["episodes"], disable=not progress, unit="episode", desc=f"record {env_id}") as bar:
+        recorder.run(bar)
+
+
+def recorded_seeds(out_dir: str | os.PathLike[str]) -> set[int]:
+    """The reset seeds of the episodes an episode folder holds (empty for a new folder)."""
+    if not (Path(out_dir) / MANIFEST).is_file():
+        return set()
+    entries = read_manifest(out_dir)["episodes"]
+    return {int(e["info"]["seed"]) for e in entries if e.get("info", {}).get("seed") is not None}
+
+
+def describe_policy(policy: Policy) -> str:
+    """How the manifest names the policy that made an episode: ``random``, an SB3 class, or a callable's name."""
+    if isinstance(policy, str):
+        return policy
+    if isinstance(policy, Predictor):
+        return type(policy).__name__
+    return getattr(policy, "__qualname__", type(policy).__name__)
+
+
+__all__ = ["Predictor", "RecordJob", "describe_action_space", "describe_policy", "pixel_source", "record", "recorded_seeds"]

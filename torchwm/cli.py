@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from torchwm.wm.config_base import C, Config, field_hints, read_config_file
+from torchwm.wm.runs import RunError
 
 
 def _field_docs(cls: type) -> dict[str, str]:
@@ -143,7 +144,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     job = config_from_args(args, FitJob)
     result = fit(job.env, job.out, job.recipe, seed=job.seed, num_envs=job.num_envs, progress=job.progress,
-                 imports=job.imports, max_steps=job.max_steps or None, proprio=job.proprio)  # fmt: skip
+                 imports=job.imports, max_steps=job.max_steps or None, proprio=job.proprio,
+                 overwrite=job.overwrite)  # fmt: skip
     print(f"world model: {result.world_model} (recipe {result.recipe!r}, seed {result.seed}); plan with "
           f"torchwm bench planning --checkpoint {result.world_model}")
     return 0
@@ -169,7 +171,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     out = record(
         job.env, policy, job.episodes, job.out, num_envs=job.num_envs, seed=job.seed,
         max_steps=job.max_steps or None, frame_skip=job.frame_skip, lossless=job.lossless, progress=job.progress,
-        imports=job.imports, image_size=job.image_size or None,
+        imports=job.imports, image_size=job.image_size or None, overwrite=job.overwrite,
     )  # fmt: skip
     print(f"recorded {job.episodes} episode(s) of {job.env} into {out}")
     return 0
@@ -333,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RunError) as err:
         print(f"torchwm {args.command}: error: {err}", file=sys.stderr)
         return 2
 

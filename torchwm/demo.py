@@ -19,6 +19,7 @@ from torchwm.envs.registration import TWO_ROOMS_ID
 from torchwm.pipeline import fit
 from torchwm.wm.config_base import Config
 from torchwm.wm.recipes import get_recipe
+from torchwm.wm.runs import code_version
 
 RECIPE = "two-phase"
 """The recipe the demo trains (the same one `torchwm fit` and the benchmarks use)."""
@@ -28,8 +29,8 @@ QUICK_RECIPE = "two-phase-smoke"
 class DemoJob(Config):
     """``torchwm demo``: where it writes, and whether to run the toy budget."""
 
-    out: str = "runs/demo"
-    """Output directory."""
+    out: str = ""
+    """Run folder (empty: ``runs/demo``, or ``runs/demo-quick`` with ``--quick``, so the two never share one)."""
     quick: bool = False
     """A toy budget for every stage (a smoke test, not a result)."""
 
@@ -38,9 +39,11 @@ EVAL_EPISODES = {False: 10, True: 2}
 """Planning episodes of the demo (the 50-episode benchmark is `torchwm bench planning`)."""
 
 
-def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> dict[str, Any]:
-    """Run every stage, print what each gave, write ``demo.json`` and return the planning summary."""
-    out, t0 = Path(out_dir), time.perf_counter()
+def run_demo(out_dir: str | Path = "", quick: bool = False) -> dict[str, Any]:
+    """Run every stage, print what each gave, write ``demo.json`` and return the planning summary.
+
+    ``out_dir`` empty: ``runs/demo``, or ``runs/demo-quick`` with ``quick``."""
+    out, t0 = Path(out_dir or ("runs/demo-quick" if quick else "runs/demo")), time.perf_counter()
     recipe = get_recipe(QUICK_RECIPE if quick else RECIPE)
     print(
         f"[1/2] fit: recipe {recipe.name!r} on {TWO_ROOMS_ID}: {recipe.episodes} random episodes (frame skip "
@@ -69,6 +72,8 @@ def run_demo(out_dir: str | Path = "runs/demo", quick: bool = False) -> dict[str
         "episodes": episodes,
         "world_model": fitted.world_model,
         "machine": result["machine"],  # the CPU, its instruction set and matmul rate: the times above are its
+        "command": "torchwm demo" + (" --quick" if quick else ""),
+        "code_version": code_version(),
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(

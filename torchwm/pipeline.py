@@ -4,6 +4,8 @@ record random episodes -> pretrain the JEPA -> phase 1 (encoder with the dynamic
 alone), each stage into its own folder of ``out_dir``. Every stage continues where a killed run stopped
 (the recorder appends the missing episodes, the trainers resume from their last checkpoint), and a stage
 whose output is complete is skipped, so running the same command again finishes the job or does nothing.
+The run folder records what it holds (environment, imports, recipe, seed, ...; `torchwm.wm.runs`): a command
+that asks for another run there is refused with the differences named, and one process writes it at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torchwm.wm.checkpoint import latest_checkpoint
 from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
 from torchwm.wm.episodes import MANIFEST, read_manifest
 from torchwm.wm.recipes import Recipe, get_recipe
+from torchwm.wm.runs import Overwrite, open_run
 from torchwm.wm.trainer import JEPAAgent
 from torchwm.wm.wm_trainer import WorldModelTrainer
 
@@ -52,6 +55,9 @@ class FitJob(Config):
     proprio: tuple[int, ...] = ()
     """Entries of the recorded state vector the world model also takes as proprioception (``--proprio 2
     --proprio 3``); empty: pixels only."""
+    overwrite: Overwrite = "never"
+    """An existing run folder that holds another run: ``never`` refuses it (a matching run continues), ``move``
+    moves it aside, ``delete`` deletes it."""
     progress: bool = True
     """Show tqdm progress bars."""
 
@@ -101,6 +107,7 @@ def fit(
     imports: Sequence[str] = (),
     max_steps: int | None = None,
     proprio: Sequence[int] = (),
+    overwrite: Overwrite = "never",
 ) -> FitResult:
     """Train a world model for the environment ``env`` (a gymnasium id) with a named recipe.
 
@@ -115,12 +122,27 @@ def fit(
         imports: modules that register the environment, imported first (also ``module:EnvId``).
         max_steps: cut recorded episodes at this many agent steps (for an environment without a step limit).
         proprio: entries of the recorded state the world model takes as proprioception (both phases).
+        overwrite: ``out_dir`` holding another run (another environment, recipe, seed, ...) is refused with
+            ``never``; ``move`` moves it aside and ``delete`` deletes it before starting afresh.
 
     Returns:
         The stages' folders (``world_model`` is the checkpoint to plan with) and their wall times.
     """
     r = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    out = Path(out_dir)
+    env_id = env if isinstance(env, str) else getattr(env, "__qualname__", repr(env))
+    identity = {"env": env_id, "imports": list(imports), "recipe": r.run_identity(), "seed": seed,
+                "max_steps": max_steps, "proprio": list(proprio)}  # fmt: skip
+    with open_run(out_dir, "fit", identity, overwrite=overwrite):
+        result = _fit_stages(env, Path(out_dir), r, seed, num_envs, progress, imports, max_steps, proprio)
+        (Path(out_dir) / "fit.json").write_text(json.dumps({"env_id": env_id, **asdict(result)}, indent=2) + "\n")
+    return result
+
+
+def _fit_stages(
+    env: str | Callable[[], gym.Env], out: Path, r: Recipe, seed: int, num_envs: int, progress: bool,
+    imports: Sequence[str], max_steps: int | None, proprio: Sequence[int],
+) -> FitResult:  # fmt: skip
+    """Record, pretrain and train both world-model phases into ``out``, skipping the stages found complete."""
     dirs = {name: out / name for name in ("episodes", "jepa", "world_model_joint", "world_model")}
     seconds: dict[str, float] = {}
 
@@ -129,7 +151,7 @@ def fit(
     if have < r.episodes:
         record(
             env, "random", r.episodes - have, dirs["episodes"], num_envs=num_envs,
-            seed=first_recording_seed(seed) + have, frame_skip=r.frame_skip, progress=progress, imports=imports,
+            seed=first_recording_seed(seed), frame_skip=r.frame_skip, progress=progress, imports=imports,
             max_steps=max_steps, image_size=r.image_size,
         )  # fmt: skip
     seconds["record"] = time.perf_counter() - t0
@@ -148,10 +170,7 @@ def fit(
             WorldModelTrainer(wm_cfg).run()
         seconds[stage] = time.perf_counter() - t0
 
-    result = FitResult(
+    return FitResult(
         world_model=str(dirs["world_model"]), episodes=str(dirs["episodes"]), jepa=str(dirs["jepa"]),
         joint=str(dirs["world_model_joint"]), recipe=r.name, seed=seed, seconds=seconds,
     )  # fmt: skip
-    env_id = env if isinstance(env, str) else getattr(env, "__qualname__", repr(env))
-    (out / "fit.json").write_text(json.dumps({"env_id": env_id, **asdict(result)}, indent=2) + "\n")
-    return result

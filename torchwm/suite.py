@@ -36,6 +36,7 @@ from torchwm.agents.planners import CostKind
 from torchwm.pipeline import fit
 from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
 from torchwm.wm.recipes import get_recipe
+from torchwm.wm.runs import open_run
 
 Metric = Literal["success_rate", "mean_return"]
 
@@ -230,8 +231,14 @@ def _load(path: Path) -> dict[str, Any]:
 
 def run_suite(job: SuiteJob) -> dict[str, Any]:
     """Every (environment, seed) of the job not yet in the table: fit, evaluate, add its row, write the table
-    (and its plot). Rows already in the table are kept, so a killed run continues where it stopped."""
+    (and its plot). Rows already in the table are kept, so a killed run continues where it stopped. The run
+    folder ``job.out`` is locked meanwhile and records the recipe and episode count (`torchwm.wm.runs`)."""
     job = job.validate()
+    with open_run(job.out, "suite", {"recipe": job.recipe, "episodes": job.episodes}, adopt=True):
+        return _run_rows(job)
+
+
+def _run_rows(job: SuiteJob) -> dict[str, Any]:
     path = Path(job.results)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = _load(path)

@@ -2,7 +2,8 @@
 
 Writes are atomic: everything goes into a hidden temporary directory that is renamed into place once
 complete and synced, so a run killed at any moment never leaves a half-written checkpoint that
-`latest_checkpoint` would pick up. Loading never unpickles arbitrary objects: weights come from
+`latest_checkpoint` would pick up. A write that fails (disk full, permission denied) removes the temporary
+directory and raises `torchwm.wm.runs.RunWriteError` naming the checkpoint, the cause and the one to resume from. Loading never unpickles arbitrary objects: weights come from
 safetensors and the trainer state is read with ``torch.load(weights_only=True)``.
 """
 
@@ -21,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torchwm.wm.config import CONFIG_FORMAT_VERSION, JEPAConfig
+from torchwm.wm.runs import write_fault
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -62,6 +64,29 @@ def save_checkpoint(
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    try:
+        _write_files(tmp, config, weights, trainer_state)
+    except (OSError, SafetensorError, RuntimeError) as err:  # disk full, permission denied, read-only folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = latest_checkpoint(path.parent.parent)
+        raise write_fault(
+            err, path, f"then run the same command again to resume from {kept or 'the start'} (left intact)"
+        ) from err
+    if path.exists():  # re-saving the same step: move the old one aside first, then drop it
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(path)
+    fsync_dir(path.parent)
+    return path
+
+
+def _write_files(
+    tmp: Path, config: dict[str, Any], weights: dict[str, torch.Tensor], trainer_state: dict[str, Any] | None
+) -> None:
+    """Write a checkpoint's files into the (new) folder ``tmp`` and flush them to disk."""
     tmp.mkdir()
     (tmp / CONFIG_FILE).write_text(json.dumps({"format_version": CONFIG_FORMAT_VERSION, **config}, indent=2))
     save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS_FILE))
@@ -74,15 +99,6 @@ def save_checkpoint(
         os.chmod(tmp / name, mode)
         fsync_file(tmp / name)
     fsync_dir(tmp)
-    if path.exists():  # re-saving the same step: move the old one aside first, then drop it
-        old = path.parent / f".{path.name}.old-{os.getpid()}"
-        path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(path)
-    fsync_dir(path.parent)
-    return path
 
 
 def is_checkpoint(path: Path) -> bool:

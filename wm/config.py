@@ -22,6 +22,7 @@ from torchwm.wm.config_base import (
     Range,
     read_config_file,
 )
+from torchwm.wm.runs import Overwrite
 
 OpenFraction = Annotated[float, Range(gt=0, lt=1)]
 """A fraction strictly between 0 and 1 (a mask ratio)."""
@@ -144,6 +145,9 @@ class JEPAConfig(Config):
     """Continue from the latest checkpoint in ``output_dir`` if there is one."""
     progress: bool = True
     """Show a tqdm progress bar."""
+    overwrite: Overwrite = "never"
+    """An existing run folder that holds another run: ``never`` refuses it (a matching run continues), ``move``
+    moves it aside, ``delete`` deletes it."""
 
     # ------------------------------------------------------------------------------------------
     @property

@@ -80,6 +80,13 @@ class Config:
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
     """Named presets: mappings of field overrides on top of the dataclass defaults."""
+    RUN_NEUTRAL: ClassVar[frozenset[str]] = frozenset({
+        "out", "output_dir", "overwrite", "resume", "progress", "progress_bar", "verbose", "log_interval",
+        "checkpoint_interval", "keep_checkpoints", "num_workers", "threads", "device", "compile", "frame_cache_gib",
+        "tensorboard",
+    })  # fmt: skip
+    """Fields that do not change a run's result (where it goes, how it shows progress, how fast it runs): they
+    are left out of `run_identity`, so changing them never blocks continuing a run."""
 
     def __post_init__(self) -> None:
         self._check_fields()
@@ -129,6 +136,10 @@ class Config:
             raise ValueError(f"{cls.__name__} got unknown field(s) {unknown}; known fields are: {', '.join(known)}")
         hints = field_hints(cls)
         return cls(**{k: _from_plain(v, hints[k]) for k, v in data.items()}).validate()
+
+    def run_identity(self) -> dict[str, Any]:
+        """The fields that change a run's result (all but `RUN_NEUTRAL`), as a run folder records them."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.RUN_NEUTRAL}
 
     def save(self, path: str | Path) -> None:
         """Write as JSON (``.json``) or YAML (``.yaml`` / ``.yml``), with a format version."""

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torchwm.wm.checkpoint import fsync_dir, fsync_file
+from torchwm.wm.runs import write_fault
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -352,14 +353,20 @@ class EpisodeWriter:
         name = f"episode_{self._next:06d}"
         files = {"video": f"{name}.mp4", "data": f"{name}.npz"}
         video_tmp, data_tmp = self.root / f"{name}.tmp.mp4", self.root / f"{name}.tmp.npz"
-        _write_video(video_tmp, frames, self.manifest["fps"], self.manifest["codec"])
-        fsync_file(video_tmp)
-        _write_npz(data_tmp, arrays)
-        os.replace(video_tmp, self.root / files["video"])
-        os.replace(data_tmp, self.root / files["data"])
-        fsync_dir(self.root)
-        self.manifest["episodes"].append(self._entry(name, files, arrays, info or {}))
-        _write_json_atomic(self.root / MANIFEST, self.manifest)
+        entry = self._entry(name, files, arrays, info or {})
+        try:
+            _write_video(video_tmp, frames, self.manifest["fps"], self.manifest["codec"])
+            fsync_file(video_tmp)
+            _write_npz(data_tmp, arrays)
+            os.replace(video_tmp, self.root / files["video"])
+            os.replace(data_tmp, self.root / files["data"])
+            fsync_dir(self.root)
+            _write_json_atomic(self.root / MANIFEST, {**self.manifest, "episodes": [*self.manifest["episodes"], entry]})
+        except (OSError, RuntimeError) as err:  # disk full, permission denied: finished episodes stay as they were
+            for leftover in (video_tmp, data_tmp, self.root / (MANIFEST + ".tmp")):
+                leftover.unlink(missing_ok=True)
+            raise write_fault(err, self.root / name, "then record again to append the missing episodes") from err
+        self.manifest["episodes"].append(entry)
         self._next += 1
         return name
 

@@ -41,6 +41,7 @@ from torchwm.wm.features import DataKind, item_records, labelled_dataset, load_e
 from torchwm.wm.jepa import build_encoder
 from torchwm.wm.loop import LoopSettings, TrainingLoop
 from torchwm.wm.probes import AttentiveHead, split_held_out
+from torchwm.wm.runs import Overwrite
 from torchwm.wm.trainer import resolve_device, use_bf16
 
 HeadKind = Literal["linear", "attentive"]
@@ -105,6 +106,9 @@ class FinetuneConfig(Config):
     """Continue from the latest checkpoint in ``output_dir`` if there is one."""
     progress: bool = True
     """Show a tqdm progress bar."""
+    overwrite: Overwrite = "never"
+    """An existing run folder that holds another run: ``never`` refuses it (a matching run continues), ``move``
+    moves it aside, ``delete`` deletes it."""
 
     def check(self) -> None:
         """The rules that tie fields together (each field's own type and range come from its annotation)."""
@@ -269,11 +273,11 @@ class Finetuner:
         task = FinetuneTask(cfg, jepa_cfg, model, dataset, train_idx, held_idx, device)
         optimizer = torch.optim.AdamW(layer_decay_groups(model, cfg.weight_decay, cfg.layer_decay))
         settings = LoopSettings.of(
-            cfg, task.total, desc="finetune", items_per_step=cfg.batch_size, throughput_name="clips_per_s"
+            cfg, task.total, desc="finetune", items_per_step=cfg.batch_size, throughput_name="clips_per_s",
+            kind="finetune",
         )
-        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(cfg.output_dir) / "finetune_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        result = TrainingLoop(task, optimizer, settings).run()
+        config_file = Path(cfg.output_dir) / "finetune_config.json"
+        result = TrainingLoop(task, optimizer, settings).run(on_open=lambda: cfg.save(config_file))
         summary = FinetuneSummary(
             steps=result.steps, final_loss=result.last.get("total", float("nan")), accuracy=task.evaluate(),
             num_train=len(train_idx), num_held_out=len(held_idx), seconds=result.seconds,
@@ -363,5 +367,5 @@ class FinetuneTask:
             raise ValueError(
                 f"cannot resume from {ckpt}: it holds a {saved.get('kind')!r} checkpoint with classes "
                 f"{saved.get('classes')} but this run has classes {self.model.classes} "
-                "(use another output_dir, or resume=False to start over)"
+                "(use another output_dir, or overwrite='move' (or 'delete') to start over)"
             )

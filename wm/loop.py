@@ -17,8 +17,9 @@ uninterrupted one takes.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torchwm.wm.checkpoint import latest_checkpoint, prune_checkpoints, restore_training, save_checkpoint
 from torchwm.wm.runlog import RunLog
+from torchwm.wm.runs import Overwrite, open_run
 from torchwm.wm.schedule import warmup_cosine
 from tqdm.auto import tqdm
 
@@ -64,6 +66,12 @@ class LoopSettings:
     """Samples of one global batch, for the throughput."""
     throughput_name: str = "items_per_s"
     """Log column of the throughput (``clips_per_s``, ``seqs_per_s``, ...)."""
+    kind: str = "train"
+    """The kind of run ``run_dir`` holds (``pretrain``, ``train-world-model``, ...), recorded in its ``run.json``."""
+    identity: dict[str, Any] = field(default_factory=dict)
+    """The result-changing settings of the run (`Config.run_identity`); a folder holding another run is refused."""
+    overwrite: Overwrite = "never"
+    """An existing ``run_dir`` of another run: refuse it, move it aside or delete it (`torchwm.wm.runs.open_run`)."""
 
     def lr_at(self, step: int) -> float:
         """The learning rate of ``step``: linear warm-up to ``learning_rate``, then cosine decay to
@@ -77,7 +85,8 @@ class LoopSettings:
         ``keep_checkpoints``, ``resume``, ``progress``); ``fields`` set the rest or override."""
         names = ("learning_rate", "min_learning_rate", "warmup_steps", "grad_clip", "log_interval",
                  "checkpoint_interval", "keep_checkpoints", "resume", "progress")  # fmt: skip
-        found = {name: getattr(cfg, name) for name in names if hasattr(cfg, name)}
+        found = {name: getattr(cfg, name) for name in (*names, "overwrite") if hasattr(cfg, name)}
+        found["identity"] = cfg.run_identity()
         return cls(**{"run_dir": Path(cfg.output_dir), "total_steps": total_steps, **found, **fields})
 
 
@@ -148,7 +157,21 @@ class TrainingLoop:
         self.lr = settings.learning_rate
 
     # --- the loop ---------------------------------------------------------------------------
-    def run(self) -> LoopResult:
+    def run(self, on_open: Callable[[], None] | None = None) -> LoopResult:
+        """Open the run folder (identity checked, lock held by rank 0), call ``on_open`` (a trainer writes its
+        config there), resume, and train to the end."""
+        s = self.settings
+        folder = (
+            open_run(s.run_dir, s.kind, s.identity, overwrite=s.overwrite)
+            if self.rank == 0
+            else contextlib.nullcontext()
+        )
+        with folder:
+            if on_open is not None and self.rank == 0:
+                on_open()
+            return self._run()
+
+    def _run(self) -> LoopResult:
         s = self.settings
         self.resume()
         main = self.rank == 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from torchwm.wm.config import EncoderKind, JEPAConfig
 from torchwm.wm.config_base import Config, PositiveFloat, PositiveInt
@@ -67,6 +67,9 @@ class PlanningDefaults(Config):
 @dataclass(frozen=True)
 class Recipe(Config):
     """Every stage of one way to train a world model for an environment, with its budget."""
+
+    RUN_NEUTRAL: ClassVar[frozenset[str]] = Config.RUN_NEUTRAL | {"planning"}
+    """The planner's defaults travel with the checkpoint but do not change the training."""
 
     name: str
     """Name the recipe is registered and recorded under."""

@@ -131,7 +131,8 @@ class JEPAAgent:
         task = JEPATask(cfg, model, build_dataset(cfg), device, rank, world)
         optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
         settings = LoopSettings.of(
-            cfg, task.total, desc="pretrain", items_per_step=task.global_batch, throughput_name="clips_per_s"
+            cfg, task.total, desc="pretrain", items_per_step=task.global_batch, throughput_name="clips_per_s",
+            kind="pretrain",
         )
         return TrainingLoop(task, optimizer, settings)
 
@@ -140,10 +141,7 @@ class JEPAAgent:
         loop = self.training_loop()
         cfg, task = self.cfg, loop.task
         assert isinstance(task, JEPATask)
-        if loop.rank == 0:
-            Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-            cfg.save(Path(cfg.output_dir) / "config.yaml")
-        result = loop.run()
+        result = loop.run(on_open=lambda: cfg.save(Path(cfg.output_dir) / "config.yaml"))
         monitor = {k.removeprefix("monitor/"): v for k, v in result.extras.items()}
         self.summary = TrainSummary(
             steps=result.steps, final_loss=result.last.get("total", float("nan")), clips_per_s=result.items_per_s,
@@ -259,5 +257,5 @@ class JEPATask:
             if getattr(saved, name) != getattr(self.cfg, name):
                 raise ValueError(
                     f"cannot resume from {checkpoint}: it was trained with {name}={getattr(saved, name)!r} but the "
-                    f"config says {getattr(self.cfg, name)!r} (use another output_dir, or resume=False to start over)"
+                    f"config says {getattr(self.cfg, name)!r} (use another output_dir, or overwrite='move' (or 'delete') to start over)"
                 )

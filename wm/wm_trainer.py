@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from torchwm.wm.episodes import action_size, recorded_frame_skip
 from torchwm.wm.loop import LoopSettings, TrainingLoop
 from torchwm.wm.losses import collapse_stats, covariance_loss, variance_loss
 from torchwm.wm.rollouts import RolloutClips
+from torchwm.wm.runs import Overwrite
 from torchwm.wm.schedule import linear_ramp
 from torchwm.wm.trainer import resolve_device
 from torchwm.wm.world_model import DataFacts, DynamicsShape, WorldModel, WorldModelSpec
@@ -50,6 +51,9 @@ too), or, for an encoder that trains, the decoded frames themselves."""
 @dataclass
 class WorldModelConfig(Config):
     """How to build and train a world model on an episode directory."""
+
+    RUN_NEUTRAL: ClassVar[frozenset[str]] = Config.RUN_NEUTRAL | {"planning"}
+    """The planner's defaults travel with the checkpoint but do not change the training."""
 
     root_path: str = "./episodes"
     """Episode directory written by `envs.record` (manifest.json + videos + npz)."""
@@ -127,6 +131,9 @@ class WorldModelConfig(Config):
     """Continue from the latest checkpoint in ``output_dir``."""
     progress: bool = True
     """Show a tqdm progress bar."""
+    overwrite: Overwrite = "never"
+    """An existing run folder that holds another run: ``never`` refuses it (a matching run continues), ``move``
+    moves it aside, ``delete`` deletes it."""
     recipe: str = ""
     """Name of the recipe (`torchwm.wm.recipes`) this config belongs to; recorded in the checkpoint with the
     recipe's planning defaults. Empty: none."""
@@ -422,7 +429,7 @@ class WorldModelTrainer:
         if saved.get("kind") != "world_model" or saved.get("spec") != self.model.spec.to_dict():
             raise ValueError(
                 f"cannot resume from {checkpoint}: it holds a {saved.get('kind')!r} checkpoint of another shape "
-                f"({saved.get('spec')}); use another output_dir, or resume=False to start over"
+                f"({saved.get('spec')}); use another output_dir, or overwrite='move' (or 'delete') to start over"
             )
 
     def extra_logs(self, step: int, log_now: bool) -> dict[str, float]:
@@ -434,7 +441,7 @@ class WorldModelTrainer:
         cfg = self.cfg
         settings = LoopSettings.of(
             cfg, cfg.steps, min_learning_rate=cfg.learning_rate * 0.01, desc="world model",
-            items_per_step=cfg.batch_size, throughput_name="seqs_per_s",
+            items_per_step=cfg.batch_size, throughput_name="seqs_per_s", kind="train-world-model",
         )  # fmt: skip
         loop = TrainingLoop(self, self.optimizer, settings)
         result = loop.run()

@@ -70,6 +70,22 @@ def test_planning_benchmark_writes_json_plot_and_gif(tiny_world_model: Path, tmp
     assert machine["matmul_gflop_s_1_thread"] > 0 and machine["torch"] == torch.__version__
     for name in ("planning.png", "episode_0.gif", "episode_0_distance.png"):
         assert (out / name).stat().st_size > 0
+    # The settings each planner ran with: the job's horizon, not the nested configs' own default.
+    assert saved["planners_ran"] == {name: {"horizon": 3, "num_samples": 16, "iterations": 1, "cost": "latent_l2"}
+                                     for name in ("cem", "mppi")}  # fmt: skip
+    assert saved["config"]["mppi"]["horizon"] == saved["config"]["cem"]["horizon"] == 3
+    assert saved["distance_key"] == "distance" and saved["methods"]["random"]["final_distance"] is not None
+
+
+def test_the_reported_distance_comes_from_the_key_named(tiny_world_model: Path, tmp_path: Path) -> None:
+    from torchwm.cli import main
+
+    args = ["bench", "planning", "--checkpoint", str(tiny_world_model.parent.parent), "--episodes", "1",
+            "--max-steps", "2", "--planners", "mppi", "--samples", "8", "--iterations", "1", "--horizon", "2",
+            "--gifs", "0", "--out", str(tmp_path)]  # fmt: skip
+    assert main([*args, "--distance-key", "goal_dist"]) == 0  # TwoRooms reports no 'goal_dist'
+    saved = json.loads((tmp_path / "planning.json").read_text())
+    assert saved["distance_key"] == "goal_dist" and saved["methods"]["random"]["final_distance"] is None
 
 
 def test_bench_planning_cli(tiny_world_model: Path, tmp_path: Path) -> None:

@@ -239,3 +239,66 @@ def test_a_failed_write_stops_the_recording(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         record(CounterPixelEnv, "random", episodes=20, out_dir=tmp_path, num_envs=2, progress=False)
     assert len(read_manifest(tmp_path)["episodes"]) == 1 and len(calls) == 2  # nothing written after the error
+
+
+def _seeds(folder: object) -> list[int]:
+    return [e["info"]["seed"] for e in read_manifest(folder)["episodes"]]  # type: ignore[arg-type]
+
+
+def test_appending_continues_after_the_highest_seed_and_never_records_a_seed_twice(tmp_path) -> None:
+    record("torchwm/TwoRooms-v0", "random", 7, tmp_path, num_envs=2, max_steps=3, progress=False)
+    record("torchwm/TwoRooms-v0", "random", 3, tmp_path, num_envs=2, max_steps=3, progress=False)
+    assert sorted(_seeds(tmp_path)) == list(range(10))
+    record("torchwm/TwoRooms-v0", "random", 2, tmp_path, seed=8, max_steps=3, progress=False)  # 8, 9 are taken
+    assert sorted(_seeds(tmp_path)) == list(range(12))
+    assert {e["info"]["policy"] for e in read_manifest(tmp_path)["episodes"]} == {"random"}
+
+
+def test_a_resumed_recording_records_the_episodes_an_uninterrupted_one_does(tmp_path) -> None:
+    record("torchwm/TwoRooms-v0", "random", 4, tmp_path / "once", seed=100, num_envs=2, max_steps=4, progress=False)
+    for n in (1, 3):  # killed after one episode, then the rest of the same range
+        record("torchwm/TwoRooms-v0", "random", n, tmp_path / "twice", seed=100, num_envs=2, max_steps=4,
+               progress=False)  # fmt: skip
+    by_seed = {}
+    for name in ("once", "twice"):
+        for e in read_manifest(tmp_path / name)["episodes"]:
+            by_seed.setdefault(e["info"]["seed"], []).append(load_episode(tmp_path / name, e["name"]).actions)
+    assert sorted(by_seed) == [100, 101, 102, 103]
+    for first, second in by_seed.values():
+        np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [({"env": "torchwm/PointMass-v0"}, "env: the folder has 'torchwm/TwoRooms-v0'"),
+     ({"frame_skip": 2}, "frame_skip: the folder has 1, this command asks for 2")],
+)  # fmt: skip
+def test_appending_another_recording_is_refused(tmp_path, change, named) -> None:
+    from torchwm.wm.runs import RunMismatchError
+
+    record("torchwm/TwoRooms-v0", "random", 1, tmp_path, max_steps=2, progress=False)
+    kwargs = {"env": "torchwm/TwoRooms-v0", **change}
+    with pytest.raises(RunMismatchError, match=named):
+        record(kwargs.pop("env"), "random", 1, tmp_path, max_steps=2, progress=False, **kwargs)
+    assert len(read_manifest(tmp_path)["episodes"]) == 1
+
+
+def test_a_full_disk_stops_the_recording_in_one_error_and_keeps_the_finished_episodes(tmp_path, monkeypatch) -> None:
+    import torchwm.wm.episodes as episodes
+    from torchwm.wm.runs import RunWriteError
+
+    record("torchwm/TwoRooms-v0", "random", 2, tmp_path, max_steps=2, progress=False)
+    real = episodes._write_npz
+
+    def full(path, arrays):  # a partial file, then the error a full disk gives
+        path.write_bytes(b"PK")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(episodes, "_write_npz", full)
+    with pytest.raises(RunWriteError, match="could not write .*episode_000002: No space left on device; free space"):
+        record("torchwm/TwoRooms-v0", "random", 2, tmp_path, max_steps=2, progress=False)
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+    assert len(read_manifest(tmp_path)["episodes"]) == 2
+    monkeypatch.setattr(episodes, "_write_npz", real)
+    record("torchwm/TwoRooms-v0", "random", 2, tmp_path, max_steps=2, progress=False)
+    assert sorted(_seeds(tmp_path)) == [0, 1, 2, 3]

@@ -7,11 +7,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from torchwm.wm.checkpoint import latest_checkpoint, read_config
 from torchwm.wm.episodes import read_manifest
 from torchwm.wm.recipes import get_recipe
+from torchwm.wm.runs import RunMismatchError, open_run
 
 from torchwm.cli import main
 from torchwm.pipeline import first_recording_seed, fit
@@ -51,11 +53,20 @@ def test_fit_again_finds_every_stage_complete_and_changes_nothing(fitted: Path) 
     assert result.world_model == str(fitted / "world_model")
 
 
-def test_fit_continues_a_run_killed_while_recording(tmp_path: Path) -> None:
+def test_fit_continues_a_run_killed_while_recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from torchwm.envs.record import record
 
-    record("torchwm/TwoRooms-v0", "random", 2, tmp_path / "episodes", num_envs=2, seed=first_recording_seed(0),
-           frame_skip=SMOKE.frame_skip, progress=False)  # fmt: skip
+    import torchwm.pipeline
+
+    def killed_after_two(*args: Any, **kwargs: Any) -> None:  # Ctrl-C once two episodes are written
+        record(*args[:2], 2, *args[3:], **kwargs)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(torchwm.pipeline, "record", killed_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            fit("torchwm/TwoRooms-v0", tmp_path, SMOKE, num_envs=2, progress=False)
+    assert len(read_manifest(tmp_path / "episodes")["episodes"]) == 2
     fit("torchwm/TwoRooms-v0", tmp_path, SMOKE, num_envs=2, progress=False)
     seeds = sorted(e["info"]["seed"] for e in read_manifest(tmp_path / "episodes")["episodes"])
     assert seeds == list(range(first_recording_seed(0), first_recording_seed(0) + 4))  # two added, none twice
@@ -130,3 +141,64 @@ def test_the_recipe_stage_benchmark_measures_every_stage_of_a_fitted_run(fitted:
         assert row["items_per_s"] > 0 and row["gflop_per_step"] > 0 and 0 < row["matmul_fraction"] < 1.5
         assert 0 <= row["data_wait_fraction"] < 1 and row["run_seconds"] > 0
     assert stages["record"]["frames_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [({"env": "torchwm/PointMass-v0"}, "env: the folder has 'torchwm/TwoRooms-v0'"),
+     ({"seed": 5}, "seed: the folder has 2, this command asks for 5"),
+     ({"recipe": SMOKE.scaled(episodes=6)}, "recipe: the folder has")],
+)  # fmt: skip
+def test_fit_refuses_a_folder_of_another_run_and_changes_nothing(
+    fitted: Path, change: dict[str, Any], named: str
+) -> None:
+    before = {p: p.stat().st_mtime_ns for p in fitted.rglob("*") if p.is_file()}
+    kwargs: dict[str, Any] = {"env": "torchwm/TwoRooms-v0", "seed": 2, "recipe": SMOKE, **change}
+    with pytest.raises(RunMismatchError, match=named):
+        fit(kwargs.pop("env"), fitted, kwargs.pop("recipe"), num_envs=2, progress=False, **kwargs)
+    after = {p: p.stat().st_mtime_ns for p in fitted.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_fit_command_line_refuses_another_env_in_one_line_and_overwrite_starts_afresh(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with open_run(tmp_path, "fit", {"env": "torchwm/TwoRooms-v0", "seed": 0}):
+        (tmp_path / "episodes").mkdir()
+    code = main(["fit", "--env", "torchwm/PointMass-v0", "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "env: the folder has 'torchwm/TwoRooms-v0', this command asks for 'torchwm/PointMass-v0'" in err
+    assert not (tmp_path / "fit.json").exists()
+
+
+def test_a_full_disk_during_a_checkpoint_ends_in_one_line_and_the_same_command_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import safetensors.torch
+    import torchwm.wm.checkpoint as checkpoint
+
+    real_save, calls = safetensors.torch.save_file, []
+
+    def full_disk_at_the_second(tensors: Any, filename: str, *args: Any, **kwargs: Any) -> None:
+        calls.append(filename)
+        if len(calls) == 2:
+            real_save(tensors, filename, *args, **kwargs)  # a partial file, as a full disk leaves it
+            raise safetensors.SafetensorError("Error while serializing: No space left on device (os error 28)")
+        real_save(tensors, filename, *args, **kwargs)
+
+    args = ["pretrain", "--preset", "tiny", "--dataset", "synthetic", "--max-steps", "4", "--checkpoint-interval", "2",
+            "--output-dir", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
+    with monkeypatch.context() as patched:
+        patched.setattr(checkpoint, "save_file", full_disk_at_the_second)
+        code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "could not write" in err and "step_00000004" in err and "No space left on device" in err
+    assert "free space" in err and "step_00000002" in err  # what to do, and the checkpoint it resumes from
+    leftovers = [p.name for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+    assert latest_checkpoint(tmp_path / "run").name == "step_00000002"  # type: ignore[union-attr]
+    assert main(args) == 0  # space freed: the same command resumes from step 2
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["resumed_from"] == 2 and summary["steps"] == 4
