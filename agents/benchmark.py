@@ -23,6 +23,7 @@ from torchwm.agents.evaluate import RandomPolicy, evaluate
 from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.mpc import MPCAgent, greedy_one_step
 from torchwm.agents.planners import CEM, MPPI, CEMConfig, CostKind, CostOn, MPPIConfig, SamplingPlanner
+from torchwm.agents.plotting import pyplot
 from torchwm.envs.action_repeat import ActionRepeat
 from torchwm.envs.goals import FunctionGoal, OfflineGoals, load_goal_function
 from torchwm.envs.pixels import PixelObservations
@@ -430,12 +431,11 @@ def _maybe(value: float | None) -> str:
 
 
 def plot_table(results: dict[str, Any], path: Path, title: str) -> None:
-    """Bar chart: success rate with its 95% interval, and median ms per step, per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Bar chart: success rate with its 95% interval, and median ms per step, per method (none without
+    matplotlib)."""
+    plt = pyplot()
+    if plt is None:
+        return
     names = list(results)
     rate = np.array([results[n]["success_rate"] for n in names])
     lo = np.array([results[n]["success_ci95"][0] for n in names])
@@ -466,12 +466,9 @@ def _beside(frame: Any, goal: np.ndarray | None) -> np.ndarray:
 
 
 def render_episode(agent: MPCAgent, env: gym.Env, seed: int, max_steps: int, stem: Path) -> dict[str, Any]:
-    """One MPC episode as ``stem.gif`` (frame | goal) and ``stem_distance.png`` (latent distances)."""
+    """One MPC episode as ``stem.gif`` (frame | goal) and ``stem_distance.png`` (latent distances; without
+    matplotlib, the GIF alone)."""
     import imageio.v3 as iio
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     obs, info = env.reset(seed=seed)
     goal = info.get("goal_frame")  # None: a reward-cost planner, nothing to show beside the frame
@@ -492,6 +489,9 @@ def render_episode(agent: MPCAgent, env: gym.Env, seed: int, max_steps: int, ste
     frames.append(_beside(obs, goal))
     big = [np.kron(f, np.ones((3, 3, 1), np.uint8)) for f in frames]
     iio.imwrite(f"{stem}.gif", np.stack(big), duration=80, loop=0)
+    plt = pyplot()
+    if plt is None:
+        return {"seed": seed, "success": success, "steps": len(frames) - 1}
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot(measured, label="latent distance to goal (encoded frame)")
     ax.plot(predicted, label="best planned cost (predicted)", linestyle="--")

@@ -76,10 +76,9 @@ class PlannerConfig(Config):
     init_std: PositiveFloat = 1.0
     """Standard deviation of the first round, in normalised action units (bounds are +-1)."""
     narrow_std: NonNegFloat = 0.0
-    """When > 0, the first round draws its last ``narrow_fraction`` of the sampled candidates at this standard
-    deviation instead (around the same warm-started mean): small corrections beside the wide search. Off by
-    default: on the suite's fits with MPPI 32 x 2 a quarter at 0.125 lifted Reacher's return from -34.4 to -11.4
-    but cost PointMass 0.89 -> 0.81 success (`benchmarks/results/planning_mppi_32x2_narrow.json`)."""
+    """Experimental (0: off). When > 0, the first round draws its last ``narrow_fraction`` of the sampled
+    candidates at this standard deviation instead (around the same warm-started mean): small corrections beside
+    the wide search."""
     narrow_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.5
     """Share of the first round's sampled candidates drawn at ``narrow_std``."""
     min_std: PositiveFloat = 0.05
@@ -89,8 +88,7 @@ class PlannerConfig(Config):
     cost: CostKind = "latent_l2"
     """``latent_l2``/``latent_l1``: mean squared/absolute latent difference to the goal; ``reward``: minus the predicted reward."""
     cost_on: CostOn = "sum"
-    """Score the ``sum`` over the horizon (default: on TwoRooms it gave CEM 0.64 success against 0.42 for the
-    final step alone, same model and seeds), or the ``final`` predicted step only (DINO-WM's choice)."""
+    """Score the ``sum`` over the horizon, or the ``final`` predicted step only (DINO-WM's choice)."""
     policy_prior_samples: NonNegInt = 0
     """At most this many prior action sequences replace sampled candidates (0: no prior)."""
     replan_every: PositiveInt = 1

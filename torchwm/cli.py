@@ -70,10 +70,11 @@ def _add_fields(group: Any, cls: type, prefix: str) -> None:
     hints = field_hints(cls)
     docs = _field_docs(cls)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        hint = hints[f.name]
-        if isinstance(hint, type) and issubclass(hint, Config) and dataclasses.is_dataclass(hint):
-            _add_fields(group, hint, f"{prefix}{f.name}.")
+        nested = _nested_config(hints[f.name])
+        if nested is not None:
+            _add_fields(group, nested, f"{prefix}{f.name}.")
             continue
+        hint = hints[f.name]
         kind = _option_kind(hint)
         if kind is None:
             continue
@@ -82,6 +83,16 @@ def _add_fields(group: Any, cls: type, prefix: str) -> None:
         help_text = (docs.get(f.name, "") + shown).replace("%", "%%")
         flags = ["--" + prefix + f.name.replace("_", "-"), *_ALIASES.get(prefix + f.name, ())]
         group.add_argument(*flags, dest=prefix + f.name, default=argparse.SUPPRESS, help=help_text, **kind)
+
+
+def _nested_config(hint: Any) -> type | None:
+    """The config class of a nested-config field (``X`` or ``X | None``), else None."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = inner[0] if len(inner) == 1 else None
+    if isinstance(hint, type) and issubclass(hint, Config) and dataclasses.is_dataclass(hint):
+        return hint
+    return None
 
 
 def config_from_args(args: argparse.Namespace, cls: type[C]) -> C:
@@ -165,9 +176,9 @@ def _cmd_record(args: argparse.Namespace) -> int:
     job = config_from_args(args, RecordJob)
     policy: Any = job.policy
     if policy != "random":
-        from stable_baselines3.common.base_class import BaseAlgorithm
+        from torchwm.agents.sb3 import load_sb3
 
-        policy = _load_sb3(policy, BaseAlgorithm)
+        policy = load_sb3(policy)
     out = record(
         job.env, policy, job.episodes, job.out, num_envs=job.num_envs, seed=job.seed,
         max_steps=job.max_steps or None, frame_skip=job.frame_skip, lossless=job.lossless, progress=job.progress,
@@ -175,24 +186,6 @@ def _cmd_record(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"recorded {job.episodes} episode(s) of {job.env} into {out}")
     return 0
-
-
-def _load_sb3(path: str, base: type) -> Any:
-    """Load a stable-baselines3 ``.zip`` whatever its algorithm (the zip names it)."""
-    import zipfile
-
-    import stable_baselines3
-
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"--policy must be 'random' or a stable-baselines3 model .zip; {path} is not a zip file"
-        )
-    for name in ("PPO", "SAC", "A2C", "TD3", "DDPG", "DQN"):
-        try:
-            return getattr(stable_baselines3, name).load(path, device="cpu")
-        except (ValueError, KeyError, AssertionError, RuntimeError):
-            continue
-    raise ValueError(f"{path} is not a model of any stable-baselines3 algorithm this command knows")
 
 
 def _cmd_train_world_model(args: argparse.Namespace) -> int:

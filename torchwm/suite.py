@@ -33,6 +33,7 @@ from torchwm.agents.benchmark import (
     run_planning_benchmark,
 )
 from torchwm.agents.planners import CostKind
+from torchwm.agents.plotting import pyplot
 from torchwm.pipeline import fit
 from torchwm.wm.config_base import Config, NonNegInt, PositiveInt
 from torchwm.wm.recipes import get_recipe
@@ -285,11 +286,11 @@ def row_key(row: dict[str, Any]) -> str:
 
 
 def plot_suite(table: dict[str, Any], path: Path) -> None:
-    """One panel per environment: planner, greedy and random with their 95% intervals, the target dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """One panel per environment: planner, greedy and random with their 95% intervals, the target dashed (none
+    without matplotlib)."""
+    plt = pyplot()
+    if plt is None:
+        return
 
     names = list(table["summary"])
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)

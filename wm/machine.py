@@ -1,9 +1,8 @@
 """What machine a number was measured on: its CPU, the instruction set torch dispatches to, and its fp32 matmul
 rate measured in the same process, so that a timing from one machine can be read on another.
 
-The same commit trained and planned 1.6x slower on an AMD EPYC with AVX2 (one-thread matmul ~53 GFLOP/s) than
-on the Intel hosts with AVX-512 (~100) of earlier sessions, and trained a different model (other kernels, other
-rounding), so every timed result records these facts beside it.
+The same code runs at different speeds on different CPU kinds and, through other kernels and other rounding,
+trains a different model from the same seed on each, so every timed result records these facts beside it.
 """
 
 from __future__ import annotations

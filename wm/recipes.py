@@ -19,49 +19,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from torchwm.wm.config import EncoderKind, JEPAConfig
 from torchwm.wm.config_base import Config, PositiveFloat, PositiveInt
+from torchwm.wm.planning_spec import PlanningDefaults
 from torchwm.wm.wm_trainer import WorldModelConfig
 from torchwm.wm.world_model import DynamicsShape, Pooling
-
-PlannerKind = Literal["cem", "mppi"]
-
-
-@dataclass(frozen=True)
-class PlanningDefaults(Config):
-    """How a recipe's world models plan: the planner and its budget (a consumer may override each)."""
-
-    planner: PlannerKind = "mppi"
-    """The recommended planner."""
-    num_samples: PositiveInt = 32
-    """Candidate action sequences per iteration, for every planner (elites: an eighth of them for MPPI, a
-    tenth for CEM). 32, 50 until 2026-12-02: on the suite's six TwoRooms and PointMass fits MPPI 32 x 2 planned
-    as well or better on the suite's episodes (TwoRooms 0.89 against 0.87, PointMass 0.89 against 0.87) and on
-    50 fresh ones from reset seed 2000 (0.93 against 0.89, 0.89 against 0.89), in 0.64 of the arithmetic:
-    `benchmarks/results/planning_*_mppi_32x2_suite_seeds.json`, `planning_*_mppi_{32,50}x2_seed2000_seeds.json`.
-    More samples planned worse (100 and 200: 0.81 on TwoRooms), as if a larger draw found more of the candidates
-    whose predicted latents err toward the goal."""
-    iterations: PositiveInt = 2
-    """Refinement rounds per planning call. With 50 samples, MPPI 50 x 2 planned as well as 100 x 6 on TwoRooms
-    over three training seeds (mean success 0.67 against 0.65, 50 episodes each) at a fifth of the time (29 against
-    150 ms a call on one thread): `benchmarks/results/planning_tworooms_mppi_50x2_seeds.json`. One round halves
-    the call (13.8 against 27.5 ms) but planned worse on the suite's six fits (TwoRooms 0.82 against 0.87,
-    PointMass 0.78 against 0.87): `benchmarks/results/planning_*_mppi_50x1_seeds.json`."""
-    horizon: PositiveInt = 8
-    """Model steps planned ahead (each ``frame_skip`` environment steps). Horizon 6 (three quarters of the FLOPs)
-    planned worse on TwoRooms, 0.85 against 0.91 over three fits of one machine, the same episodes (PointMass 0.88
-    against 0.85): `benchmarks/results/planning_*_mppi_50x2_h6_avx2_seeds.json`."""
-    context_steps: PositiveInt = 1
-    """Latent steps a planned rollout starts from (the current one and those before it, with the actions taken
-    between them). One: on this recipe's three seeds of TwoRooms and PointMass a 3-step history planned no
-    better (mean success 0.83 against 0.87, 0.86 against 0.87, the same episodes: `benchmarks/results/suite.json`),
-    though with twice the training (`two-phase-long`) it planned better on 4 of 6 fits
-    (`benchmarks/results/suite_full_budget.json`); the suite reports both."""
-    max_steps: PositiveInt = 25
-    """Agent steps (planning calls) an evaluation episode may take."""
-
 
 
 @dataclass(frozen=True)
@@ -84,25 +48,17 @@ class Recipe(Config):
     joint_steps: PositiveInt = 400
     """Phase 1: steps fine-tuning the encoder with the dynamics into a smooth latent (PLDM-style)."""
     dynamics_steps: PositiveInt = 1500
-    """Phase 2: steps training the dynamics alone on the fixed latent of phase 1. The three budgets were 400,
-    600 and 3000 until 2026-12-01 (now the recipe ``two-phase-long``): with the patch-pooling head half of each
-    plans as well from one latent step over three training seeds (TwoRooms 0.87 against 0.85, PointMass 0.87
-    against 0.90: `benchmarks/results/suite.json`, `suite_full_budget.json`) in 4.1-5.7 minutes of recording
-    and training against 8.0-9.0, which puts the demo under 5 minutes."""
+    """Phase 2: steps training the dynamics alone on the fixed latent of phase 1."""
     width: PositiveInt = 64
     """Width of the dynamics predictor (both phases)."""
     action_token: bool = True
     """The action as a token of its own in each step (True) or added to every latent token (False, DINO-WM's
-    conditioning: 4 tokens a step instead of 5). Kept True: on seed 0's phase-1 latent the cheaper shapes
-    planned worse (MPPI 50 x 2 success 0.32-0.36 against 0.50, `benchmarks/results/dynamics_shapes.json`)."""
+    conditioning: 4 tokens a step instead of 5)."""
     mlp_ratio: PositiveFloat = 4.0
-    """Hidden width of the dynamics' MLPs over ``width`` (2 was measured with the cheaper shapes above)."""
+    """Hidden width of the dynamics' MLPs over ``width``."""
     pooling: Pooling = "patches"
     """How the latent head pools each region of patch tokens (`torchwm.wm.world_model.LatentHead`): ``patches``
-    keeps where in a region the agent is. With region means (``mean``, the recipe until 2026-12-01) the latent
-    distance to a goal was flat across the goal's quadrant: with the TRUE dynamics, planning on seed 0's latent
-    reached 0.32 of PointMass goals, against 1.00 with this pooling and 0.98 by the true position
-    (`benchmarks/results/oracle_planning*.json`)."""
+    keeps where in a region the agent is, ``mean`` averages the region."""
     encoder: EncoderKind = "spatial"
     """The JEPA encoder of every stage: ``spatial`` (each frame on its own: one step's latent shows no motion,
     the dynamics' latent history does) or ``temporal`` (tubelets of 2 frames over the last ``frame_history``
@@ -158,6 +114,7 @@ class Recipe(Config):
             steps=self.joint_steps,
             seed=seed,
             recipe=self.name,
+            planning=self.planning,
             output_dir=str(out_dir),
             checkpoint_interval=max(self.joint_steps // 2, 1),
         )
@@ -174,6 +131,7 @@ class Recipe(Config):
             steps=self.dynamics_steps,
             seed=seed,
             recipe=self.name,
+            planning=self.planning,
             output_dir=str(out_dir),
             checkpoint_interval=max(self.dynamics_steps // 2, 1),
         )
@@ -215,19 +173,11 @@ register_recipe(
     Recipe("two-phase-long", jepa_steps=400, joint_steps=600, dynamics_steps=3000,
            planning=PlanningDefaults(context_steps=3))  # fmt: skip
 )
-"""``two-phase-long``: twice the training (the two-phase budget until 2026-12-01, 8-10 minutes a fit on 2 cores)
-planning from a 3-step latent history, which this longer training uses better: TwoRooms 0.89 and PointMass 0.95
-over three seeds each (`benchmarks/results/suite_full_budget.json`, its ``value_context3`` column)."""
+"""``two-phase-long``: twice the training of ``two-phase`` (8-10 minutes a fit on 2 cores), planning from a 3-step
+latent history."""
 register_recipe(Recipe("two-phase-narrow", mlp_ratio=2.0, planning=PlanningDefaults(num_samples=50, context_steps=3)))
-"""``two-phase-narrow``: the two-phase recipe with dynamics MLPs half as wide (hidden 2 x width, not 4 x), for
-planning in real time: the MLPs are two thirds of a planning call's arithmetic, so a call costs 0.72 of the FLOPs
-(0.61 GFLOP with its history against 0.82); in alternating rounds its call took 0.86 of two-phase's eager one,
-0.64 compiled (`benchmarks/results/planning_speed_amd512_vs_narrow.json`).
-It plans from a 3-step latent history: from one step PointMass fell to 0.77 (0.72-0.84) against two-phase's 0.87
-over three seeds; from three it gave TwoRooms 0.90 and PointMass 0.85 against two-phase's one-step 0.87 and 0.87
-(`benchmarks/results/suite_amd512_narrow.json`, chosen on those same episodes). The history costs a call little:
-it passes through the dynamics once per call, not once per candidate. Measured with MPPI 50 x 2, which it keeps
-(the 32 samples of `PlanningDefaults` were not measured on it)."""
+"""``two-phase-narrow``: the two-phase recipe with dynamics MLPs half as wide (hidden 2 x width, not 4 x), planning
+with MPPI 50 x 2 from a 3-step latent history: 0.72 of a planning call's arithmetic."""
 register_recipe(Recipe("two-phase-temporal", encoder="temporal"))
 """``two-phase-temporal``: the same stages and budgets with a temporal encoder (each step's latent from the last 4
 frames, in tubelets of 2) instead of a latent history: the alternative the suite measures it against."""

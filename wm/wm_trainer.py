@@ -36,6 +36,7 @@ from torchwm.wm.config_base import Config, Fraction, NonNegFloat, NonNegInt, Pos
 from torchwm.wm.episodes import action_size, recorded_frame_skip
 from torchwm.wm.loop import LoopSettings, TrainingLoop
 from torchwm.wm.losses import collapse_stats, covariance_loss, variance_loss
+from torchwm.wm.planning_spec import PlanningDefaults
 from torchwm.wm.rollouts import RolloutClips
 from torchwm.wm.runs import Overwrite
 from torchwm.wm.schedule import linear_ramp
@@ -53,7 +54,7 @@ class WorldModelConfig(Config):
     """How to build and train a world model on an episode directory."""
 
     RUN_NEUTRAL: ClassVar[frozenset[str]] = Config.RUN_NEUTRAL | {"planning"}
-    """The planner's defaults travel with the checkpoint but do not change the training."""
+    """How the model plans travels with its checkpoints but does not change the training."""
 
     root_path: str = "./episodes"
     """Episode directory written by `envs.record` (manifest.json + videos + npz)."""
@@ -135,8 +136,10 @@ class WorldModelConfig(Config):
     """An existing run folder that holds another run: ``never`` refuses it (a matching run continues), ``move``
     moves it aside, ``delete`` deletes it."""
     recipe: str = ""
-    """Name of the recipe (`torchwm.wm.recipes`) this config belongs to; recorded in the checkpoint with the
-    recipe's planning defaults. Empty: none."""
+    """Name of the recipe (`torchwm.wm.recipes`) this config belongs to, recorded in the checkpoint. Empty: none."""
+    planning: PlanningDefaults | None = None
+    """How the trained world model plans, recorded in every checkpoint (a recipe passes its own; None: none
+    recorded, and consumers use their own defaults)."""
 
     def check(self) -> None:
         """The rules that tie fields together (each field's own type and range come from its annotation)."""
@@ -158,11 +161,7 @@ def load_world_model(path: str | Path, device: str = "cpu") -> WorldModel:
 def data_facts(cfg: WorldModelConfig, dataset: RolloutClips, window: int) -> DataFacts:
     """What a world model trained by ``cfg`` on ``dataset`` was trained on (see `DataFacts`)."""
     manifest = dataset.manifest
-    planning: dict[str, Any] = {}
-    if cfg.recipe:
-        from torchwm.wm.recipes import get_recipe
-
-        planning = get_recipe(cfg.recipe).planning.to_dict()
+    planning = cfg.planning.to_dict() if cfg.planning is not None else {}
     return DataFacts(
         env_id=manifest.get("env_id"),
         imports=tuple(manifest.get("imports", ())),

@@ -268,16 +268,14 @@ class WorldModel(nn.Module):
     def compile_rollout(self, enabled: bool = True, options: dict[str, Any] | None = None) -> WorldModel:
         """Run `rollout` and `rollout_candidates` through ``torch.compile`` (``enabled=False``: eager again).
 
-        A planning rollout is many tiny steps (50 candidates x 5 tokens through a width-64 block), where eager
-        PyTorch spends much of its time launching separate kernels for every layer norm, GELU, softmax and
-        residual add; inductor fuses them. The numbers agree with eager to ~1e-5 and the plans with them
-        (`benchmarks/results/planning_speed.json` has the time of both in one run). The first call of each new
-        shape compiles (30-60 s on 2 cores; a few seconds once torch's on-disk cache holds it), so it pays in
-        a control loop that plans many times with one shape, not for a single call. On the CPU it needs a C++
-        compiler on PATH. ``options`` go to inductor (``torch.compile(options=...)``); by default its C++ wrapper
-        (``{"cpp_wrapper": True}``), which launches the kernels from C++ instead of Python: 0.60 of the eager call
-        against 0.67 with the Python wrapper, in alternating rounds of one run. Do not call a compiled model under
-        a dispatch mode such as ``FlopCounterMode``: torch then falls back to eager for good.
+        A planning rollout is many tiny steps, where eager PyTorch spends much of its time launching separate
+        kernels for every layer norm, GELU, softmax and residual add; inductor fuses them. The numbers agree with
+        eager to ~1e-5. The first call of each new shape compiles (tens of seconds on 2 cores; a few seconds once
+        torch's on-disk cache holds it), so it pays in a control loop that plans many times with one shape, not
+        for a single call. On the CPU it needs a C++ compiler on PATH. ``options`` go to inductor
+        (``torch.compile(options=...)``); by default its C++ wrapper (``{"cpp_wrapper": True}``), which launches
+        the kernels from C++ instead of Python. Do not call a compiled model under a dispatch mode such as
+        ``FlopCounterMode``: torch then falls back to eager for good.
         """
         if not enabled:
             self._compiled_rollout = None

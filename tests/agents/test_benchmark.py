@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -191,3 +193,21 @@ def test_a_new_sample_budget_keeps_the_first_round() -> None:
     new = with_budget(PlanningBenchmarkConfig(mppi=old), 100).mppi
     assert (new.num_samples, new.num_elites) == (100, 12)
     assert (new.init_std, new.narrow_std, new.narrow_fraction) == (0.3, 0.1, 0.25)
+
+
+def test_without_matplotlib_the_benchmark_writes_its_json_and_gif_and_says_how_to_get_plots(
+    tiny_world_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    cfg = PlanningBenchmarkConfig(episodes=1, max_steps=2, horizon=2, gifs=1, planners=("mppi",),
+                                  mppi=MPPIConfig(num_samples=8, num_elites=2, iterations=1))  # fmt: skip
+    with pytest.warns(UserWarning, match=r"pip install 'torchwm\[plots\]'"):
+        run_planning_benchmark(tiny_world_model.parent.parent, tmp_path, cfg)
+    assert (tmp_path / "planning.json").is_file() and (tmp_path / "episode_0.gif").is_file()
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_torchwm_imports_and_its_commands_start_without_matplotlib() -> None:
+    code = "import sys; sys.modules['matplotlib'] = None; import torchwm; from torchwm.cli import main; main(['fit', '--help'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "usage: torchwm fit" in out.stdout, out.stderr[-2000:]

@@ -143,7 +143,7 @@ def test_combined_extractor_encodes_images_and_flattens_the_rest(checkpoint: Pat
 
 # --- PPO and SAC on latents ----------------------------------------------------------------------------
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
-def test_ppo_and_sac_learn_on_the_wrapped_vector_env(checkpoint: Path, algo: str) -> None:
+def test_ppo_and_sac_train_on_the_wrapped_vector_env(checkpoint: Path, algo: str) -> None:
     """Goal-conditioned latents of two TwoRooms in one encoder call a step, episodes of 16 steps (autoresets)."""
     env = VecMonitor(
         latent_vector_env(TWO_ROOMS_ID, checkpoint, 2, goal=True, env_kwargs={"max_episode_steps": 16})
@@ -161,7 +161,7 @@ def test_ppo_and_sac_learn_on_the_wrapped_vector_env(checkpoint: Path, algo: str
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
-def test_ppo_and_sac_learn_in_the_dream(world_model: WorldModel, algo: str) -> None:
+def test_ppo_and_sac_train_in_the_dream(world_model: WorldModel, algo: str) -> None:
     starts = np.random.default_rng(0).normal(size=(32, 1, 16)).astype(np.float32)
     dream = LatentDreamVectorEnv(
         4, world_model, starts, goal=True, horizon=20, autoreset_mode=AutoresetMode.SAME_STEP

@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("wm", "envs", "agents", "torchwm", "tests", "benchmarks", "scripts")
-TESTED_EXTRAS = {"dev", "pusht", "bench"}
+TESTED_EXTRAS = {"dev", "pusht", "bench", "plots"}
 """The extras scripts/test.sh installs."""
 LOCAL = {"torchwm", "tests", *(p.stem for p in (ROOT / "benchmarks").glob("*.py"))}
 

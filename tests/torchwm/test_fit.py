@@ -202,3 +202,22 @@ def test_a_full_disk_during_a_checkpoint_ends_in_one_line_and_the_same_command_r
     assert main(args) == 0  # space freed: the same command resumes from step 2
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["resumed_from"] == 2 and summary["steps"] == 4
+
+
+def test_fit_trains_and_plans_with_a_recipe_that_is_not_registered(tmp_path: Path) -> None:
+    import dataclasses
+
+    from torchwm.wm.planning_spec import PlanningDefaults
+    from torchwm.wm.recipes import RECIPES
+
+    mine = dataclasses.replace(SMOKE, name="mine-unregistered",
+                               planning=PlanningDefaults(num_samples=12, iterations=1, horizon=3, max_steps=2))  # fmt: skip
+    assert mine.name not in RECIPES
+    result = fit("torchwm/TwoRooms-v0", tmp_path, mine, num_envs=2, progress=False)
+    facts = read_config(latest_checkpoint(result.world_model))["data"]  # type: ignore[arg-type]
+    assert facts["recipe"] == "mine-unregistered" and facts["planning"] == mine.planning.to_dict()
+    assert main(["bench", "planning", "--checkpoint", result.world_model, "--episodes", "1", "--gifs", "0",
+                 "--out", str(tmp_path / "plan")]) == 0  # fmt: skip
+    ran = json.loads((tmp_path / "plan" / "planning.json").read_text())
+    assert ran["planners_ran"] == {"mppi": {"horizon": 3, "num_samples": 12, "iterations": 1, "cost": "latent_l2"}}
+    assert ran["config"]["max_steps"] == 2

@@ -107,6 +107,8 @@ def test_every_command_that_takes_a_config_has_config_preset_and_a_flag_per_fiel
         for f in dataclasses.fields(cls):
             if f.name == "shape":  # a nested config: one --shape.field flag per field of it
                 assert {"--shape.width", "--shape.latent-dim", "--shape.reward-head"} <= flags, name
+            elif f.name == "planning":  # an optional nested config: the same
+                assert {"--planning.planner", "--planning.num-samples", "--planning.horizon"} <= flags, name
             elif f.name not in ("cem", "mppi"):
                 assert "--" + f.name.replace("_", "-") in flags, (name, f.name)
     names = {name for name, *_ in _commands()}
