@@ -27,7 +27,7 @@ from torchwm.agents.plotting import pyplot
 from torchwm.envs.action_repeat import ActionRepeat
 from torchwm.envs.goals import FunctionGoal, OfflineGoals, load_goal_function
 from torchwm.envs.pixels import PixelObservations
-from torchwm.envs.registration import TWO_ROOMS_ID
+from torchwm.envs.registration import TWO_ROOMS_DOOR_ID, TWO_ROOMS_ID
 from torchwm.envs.reset_options import ResetOptions
 from torchwm.envs.resolve import import_plugins
 from torchwm.wm.checkpoint import read_config, resolve_checkpoint
@@ -217,6 +217,7 @@ class PlanningJob(Config):
 
 DEFAULT_RESET_OPTIONS: dict[str, tuple[tuple[str, Any], ...]] = {
     TWO_ROOMS_ID: (("different_rooms", True),),
+    TWO_ROOMS_DOOR_ID: (("different_rooms", True),),
 }
 """Reset options the benchmark uses by default for an environment (the task its table reports)."""
 

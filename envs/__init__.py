@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from torchwm.envs import registration as _registration  # noqa: F401
 from torchwm.envs.point_mass import PointMassEnv
-from torchwm.envs.two_rooms import TwoRoomsEnv
+from torchwm.envs.two_rooms import TwoRoomsDoorEnv, TwoRoomsEnv
 
 if TYPE_CHECKING:
     from torchwm.envs.dream import LatentDreamEnv, LatentDreamVectorEnv
@@ -23,6 +23,7 @@ __all__ = [
     "LatentDreamVectorEnv",
     "LatentObservationWrapper",
     "PointMassEnv",
+    "TwoRoomsDoorEnv",
     "TwoRoomsEnv",
     "VectorLatentObservationWrapper",
     "make_latent_env",

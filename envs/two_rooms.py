@@ -186,6 +186,7 @@ class PointArenaEnv(gym.Env[np.ndarray, np.ndarray]):
         options = dict(options or {})
         unknown = set(options) - self.OPTION_KEYS
         _check(not unknown, "reset options", sorted(unknown), f"among {sorted(self.OPTION_KEYS)}")
+        self._reset_layout()
         (self._x, self._y), (self._gx, self._gy) = self._start_and_goal(options)
         self._reset_dynamics(options)
         info = self._info()
@@ -243,7 +244,16 @@ class PointArenaEnv(gym.Env[np.ndarray, np.ndarray]):
             "is_success": self._is_success(distance),
         }
 
-    # ---- dynamics (subclass hooks) --------------------------------------------------------------
+    # ---- layout and dynamics (subclass hooks) ---------------------------------------------------
+
+    def _set_walls(self, walls: Sequence[Rect]) -> None:
+        """Replace the wall rectangles (and the static frame drawn from them)."""
+        self.walls = tuple(walls)
+        self._solids = self.walls + _BORDER
+        self._background = self._draw_background()
+
+    def _reset_layout(self) -> None:
+        """Draw a new layout at the start of an episode, from the seeded ``np_random`` (a fixed arena: nothing)."""
 
     def _reset_dynamics(self, options: dict[str, Any]) -> None:
         """Reset any dynamic state beyond the position (nothing for a kinematic point)."""
@@ -288,9 +298,19 @@ class TwoRoomsEnv(PointArenaEnv):
         _check(0.0 < lo and hi < 1.0, "door_center", door_center, f"such that the door fits, {door_size=}")
         self.max_step, self.door = float(max_step), (lo, hi)
         self.wall_x = (0.5 - wall_thickness / 2, 0.5 + wall_thickness / 2)
-        # The wall runs past the border, so that sliding along the border cannot slip through it.
-        walls = ((self.wall_x[0], -1.0, self.wall_x[1], lo), (self.wall_x[0], hi, self.wall_x[1], 2.0))
-        super().__init__(walls, size, success_radius, agent_radius, render_mode)
+        super().__init__(self._door_walls(lo, hi), size, success_radius, agent_radius, render_mode)
+
+    def _door_walls(self, lo: float, hi: float) -> tuple[Rect, Rect]:
+        """The wall's two pieces around a door from y = lo to y = hi (running past the border, so that sliding
+        along the border cannot slip through it)."""
+        return (self.wall_x[0], -1.0, self.wall_x[1], lo), (self.wall_x[0], hi, self.wall_x[1], 2.0)
+
+    def set_door(self, center: float, size: float) -> None:
+        """Move the door: its centre ``center`` along the wall and its height ``size`` (both in arena units)."""
+        lo, hi = center - size / 2, center + size / 2
+        _check(0.0 < lo and hi < 1.0 and size > 0.0, "door", (center, size), "a door of height > 0 inside (0, 1)")
+        self.door = (lo, hi)
+        self._set_walls(self._door_walls(lo, hi))
 
     def room(self, x: float) -> int:
         """The room holding x-coordinate x: 0 left, 1 right, -1 inside the wall's slab (the doorway)."""
@@ -336,3 +356,40 @@ class TwoRoomsEnv(PointArenaEnv):
     def _state(self) -> np.ndarray:
         """The agent's position (x, y)."""
         return np.array((self._x, self._y), dtype=np.float32)
+
+
+class TwoRoomsDoorEnv(TwoRoomsEnv):
+    """TwoRooms whose door is drawn at every reset: its height uniform in ``door_sizes`` and its centre uniform
+    anywhere along the wall (the door inside ``door_margin`` of the border), both from the reset's seed.
+
+    The straight line to a goal in the other room rarely passes the door, so a planner must find the door in
+    the frame. `info["state"]` is ``(x, y, door_lo, door_hi)``: the agent's position and the door's extent.
+    Reset options as `TwoRoomsEnv`.
+    """
+
+    def __init__(
+        self,
+        size: int = 64,
+        max_step: float = 0.06,
+        wall_thickness: float = 0.05,
+        door_sizes: tuple[float, float] = (0.08, 0.2),
+        door_margin: float = 0.02,
+        success_radius: float = 0.05,
+        agent_radius: float = 0.035,
+        render_mode: str | None = None,
+    ) -> None:
+        lo, hi = (float(v) for v in door_sizes)
+        _check(0.0 < lo <= hi and hi + 2 * door_margin < 1.0, "door_sizes", door_sizes, "0 < low <= high < 1")
+        _check(door_margin >= 0.0, "door_margin", door_margin, ">= 0")
+        self.door_sizes, self.door_margin = (lo, hi), float(door_margin)
+        super().__init__(size, max_step, wall_thickness, hi, 0.5, success_radius, agent_radius, render_mode)
+
+    def _reset_layout(self) -> None:
+        """Draw the door's height, then its centre, from the episode's ``np_random``."""
+        size = float(self.np_random.uniform(*self.door_sizes))
+        half = size / 2 + self.door_margin
+        self.set_door(float(self.np_random.uniform(half, 1.0 - half)), size)
+
+    def _state(self) -> np.ndarray:
+        """The agent's position (x, y) and the door's extent (lo, hi)."""
+        return np.array((self._x, self._y, *self.door), dtype=np.float32)

@@ -295,3 +295,39 @@ def test_sb3_check_env(env_id: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sb3_check_env(gym.make(env_id).unwrapped)
+
+
+def test_the_drawn_door_is_a_function_of_the_reset_seed_and_is_drawn_and_solid() -> None:
+    import gymnasium as gym
+    from torchwm.envs import TwoRoomsDoorEnv
+
+    env = TwoRoomsDoorEnv()
+    doors = {}
+    for seed in range(40):
+        frame, info = env.reset(seed=seed, options={"different_rooms": True})
+        lo, hi = env.door
+        doors[seed] = (lo, hi)
+        assert 0.08 - 1e-9 <= hi - lo <= 0.2 + 1e-9 and lo > 0.0 and hi < 1.0
+        np.testing.assert_allclose(info["state"][2:], (lo, hi), rtol=1e-6)
+        mid_col = int(0.5 * env.size)
+        assert (frame[:, mid_col] == env.WALL_COLOR).all(-1).sum() > env.size // 2  # the wall is in the frame
+        wall_rows = (env._background[:, mid_col] == env.WALL_COLOR).all(-1)  # without the agent's sprite
+        rows_y = 1.0 - (np.arange(env.size) + 0.5) / env.size
+        assert not wall_rows[(rows_y > lo + 0.01) & (rows_y < hi - 0.01)].any()  # the door is open in the frame
+        assert wall_rows[(rows_y < lo - 0.01) | (rows_y > hi + 0.01)].all()  # the wall is drawn elsewhere
+        assert env.room(info["agent_pos"][0]) != env.room(info["goal_pos"][0])
+        assert not env.is_free(0.5, lo - 0.02) and env.is_free(0.5, (lo + hi) / 2)
+    centres = [(lo + hi) / 2 for lo, hi in doors.values()]
+    assert max(centres) - min(centres) > 0.5  # anywhere along the wall
+    env.reset(seed=7)
+    assert env.door == doors[7]  # the same seed, the same door
+    made = gym.make("torchwm/TwoRoomsDoor-v0")
+    made.reset(seed=7)
+    assert made.unwrapped.door == doors[7]  # type: ignore[attr-defined]
+
+
+def test_the_drawn_door_env_passes_gymnasiums_checker() -> None:
+    from gymnasium.utils.env_checker import check_env
+    from torchwm.envs import TwoRoomsDoorEnv
+
+    check_env(TwoRoomsDoorEnv(render_mode="rgb_array"), skip_render_check=False)
