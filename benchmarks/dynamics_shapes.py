@@ -58,21 +58,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", default="", help="the episodes of that run")
     p.add_argument("--out", default="runs/dynamics_shapes", help="where the retrained models and their evaluations go")
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES), help="the shapes to measure")
+    p.add_argument("--calls", type=int, default=40, help="timed planning calls per shape")
+    p.add_argument("--dynamics-steps", type=int, default=0, help="phase-2 steps of --joint (0: the recipe's)")
+    p.add_argument("--bench-episodes", type=int, default=0, help="planning episodes of --joint (0: the recipe's)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    timing = {name: round(time_shape(*shape), 1) for name, shape in SHAPES.items()}
+    shapes = {name: SHAPES[name] for name in args.shapes}
+    timing = {name: round(time_shape(*shape, calls=args.calls), 1) for name, shape in shapes.items()}
     Path(args.results).write_text(json.dumps({"median_ms_per_call": timing, "planner": "MPPI 50x2, horizon 8",
                                               "threads": 1, "command": " ".join(["python", *sys.argv])}, indent=2) + "\n")  # fmt: skip
     print(json.dumps(timing))
     if args.joint:
         torch.set_num_threads(2)
-        for name, (token, ratio) in SHAPES.items():
+        for name, (token, ratio) in shapes.items():
             recipe = get_recipe("two-phase").scaled(action_token=token, mlp_ratio=ratio)
+            if args.dynamics_steps:
+                recipe = recipe.scaled(dynamics_steps=args.dynamics_steps)
             out = Path(args.out) / name
             cfg = recipe.dynamics_config(args.episodes, args.joint, out / "world_model")
             WorldModelTrainer(cfg).run()
             subprocess.run([sys.executable, "-m", "torchwm", "bench", "planning", "--checkpoint", str(out / "world_model"),
-                            "--out", str(out / "planning"), "--no-baselines", "--gifs", "0"], check=True)  # fmt: skip
+                            "--out", str(out / "planning"), "--no-baselines", "--gifs", "0",
+                            *(["--episodes", str(args.bench_episodes)] if args.bench_episodes else [])], check=True)  # fmt: skip
     return 0
 
 

@@ -134,13 +134,16 @@ def success(model: PlanningModel, cfg: Any, goal_cost: Any) -> float:
     return evaluate(agent, lambda: make_benchmark_env(cfg), cfg.episodes, cfg.seed, cfg.max_steps).success_rate
 
 
-def measure(run: Path, steps: int, scale: float, gamma: float, expectile: float) -> dict[str, Any]:
+def measure(
+    run: Path, steps: int, scale: float, gamma: float, expectile: float, episodes: int | None = None
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     model = load_world_model(run / "world_model")
     z, states, starts, ends = encode_episodes(model, run / "episodes")
     value = train_value(z, starts, ends, steps, gamma, expectile, seed=0)
     train_s = time.perf_counter() - t0
-    cfg = benchmark_config_for(run / "world_model", planners=("mppi",), baselines=False, gifs=0)
+    given = {} if episodes is None else {"episodes": episodes}
+    cfg = benchmark_config_for(run / "world_model", planners=("mppi",), baselines=False, gifs=0, **given)
     gen = torch.Generator().manual_seed(1)
     a, b = torch.randint(0, len(z), (3000,), generator=gen), torch.randint(0, len(z), (3000,), generator=gen)
     with torch.no_grad():
@@ -187,11 +190,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--scale", type=float, default=0.01, help="cost per predicted step to go, summed over the horizon")
     p.add_argument("--gamma", type=float, default=0.9)
     p.add_argument("--expectile", type=float, default=0.9, help="of the log-value: > 0.5 leans to the shortest path")
+    p.add_argument("--episodes", type=int, default=None, help="planning episodes per cost (default: the suite's)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     rows = []
     for run in args.runs:
-        rows.append(measure(run, args.steps, args.scale, args.gamma, args.expectile))
+        rows.append(measure(run, args.steps, args.scale, args.gamma, args.expectile, args.episodes))
         print(json.dumps(rows[-1]), flush=True)
     result = {
         "rows": rows,

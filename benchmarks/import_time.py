@@ -39,8 +39,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "import_time.json"))
+    p.add_argument("--statements", nargs="+", default=list(STATEMENTS), choices=list(STATEMENTS),
+                   help="which to time (python and import_torchwm always are)")  # fmt: skip
     args = p.parse_args()
-    medians = {name: statistics.median(wall_seconds(stmt, args.runs)) for name, stmt in STATEMENTS.items()}
+    timed = {"python", "import_torchwm", *args.statements}
+    medians = {name: statistics.median(wall_seconds(stmt, args.runs)) for name, stmt in STATEMENTS.items() if name in timed}
     result = {
         "median_wall_seconds": {k: round(v, 3) for k, v in medians.items()},
         "import_torchwm_seconds_over_python": round(medians["import_torchwm"] - medians["python"], 3),

@@ -50,6 +50,8 @@ def main() -> None:
     p.add_argument("--dynamics-steps", type=int, default=2000)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=1000, help="first evaluation seed")
+    p.add_argument("--env-steps", type=int, default=200, help="environment steps per evaluation episode")
+    p.add_argument("--results", default=str(RESULTS), help="where the JSON goes")
     args = p.parse_args()
     out, t0 = Path(args.out), time.perf_counter()
     recipe = get_recipe("two-phase").scaled(
@@ -70,7 +72,7 @@ def main() -> None:
         "mpc_mppi_reward": MPCAgent(model, MPPI(model, space.low, space.high, config)),
         "random": RandomPolicy(space, seed=args.seed),
     }
-    steps = 200 // FRAME_SKIP
+    steps = args.env_steps // FRAME_SKIP
     rows = {}
     for name, policy in methods.items():
         res = evaluate(policy, make_env, args.eval_episodes, args.seed, steps, goal_from_info=False)
@@ -90,8 +92,8 @@ def main() -> None:
         "planner": {"name": "mppi", **config.__dict__},
         "methods": rows,
     }
-    RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"results in {RESULTS}")
+    Path(args.results).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"results in {args.results}")
 
 
 if __name__ == "__main__":

@@ -143,16 +143,22 @@ def load_split(root: Path) -> Split:
 def ridge_fit(x: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Closed-form ridge on standardised features for every alpha: [(weights [F+1, S], ...)].
 
-    One eigendecomposition of XᵀX serves every alpha; the last weight row is the intercept.
+    One eigendecomposition of XᵀX serves every alpha; the last weight row is the intercept. With fewer rows
+    than features (the region means of ``patches`` pooling: 8192 of them) it is that of XXᵀ instead, the same
+    solution (Xᵀ(XXᵀ + alpha I)⁻¹y) from an N x N matrix rather than an F x F one.
     """
     mean, std = x.mean(0), x.std(0) + 1e-8
     xs = (x - mean) / std
     y_mean = y.mean(0)
-    evals, evecs = np.linalg.eigh(xs.T @ xs)
-    proj = evecs.T @ (xs.T @ (y - y_mean))  # (F, S)
+    if len(xs) < xs.shape[1]:
+        evals, evecs = np.linalg.eigh(xs @ xs.T)
+        proj, basis = evecs.T @ (y - y_mean), xs.T @ evecs  # (N, S), (F, N)
+    else:
+        evals, evecs = np.linalg.eigh(xs.T @ xs)
+        proj, basis = evecs.T @ (xs.T @ (y - y_mean)), evecs  # (F, S), (F, F)
     out = []
     for alpha in alphas:
-        w = evecs @ (proj / (evals + alpha)[:, None])  # (F, S) on standardised features
+        w = basis @ (proj / (evals + alpha)[:, None])  # (F, S) on standardised features
         w_raw = w / std[:, None]
         out.append((w_raw, y_mean - mean @ w_raw))
     return out
