@@ -33,8 +33,7 @@ from torchwm.envs.resolve import import_plugins
 from torchwm.wm.checkpoint import read_config, resolve_checkpoint
 from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.machine import machine_facts
-from torchwm.wm.wm_trainer import load_world_model
-from torchwm.wm.world_model import DataFacts
+from torchwm.wm.world_model import DataFacts, WorldModel
 
 PlannerName = Literal["cem", "mppi"]
 GoalKind = Literal["info", "function", "offline"]
@@ -349,7 +348,7 @@ def _run_planning_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     if cfg.goal == "offline" and not cfg.goal_episodes:
         cfg = replace(cfg, goal_episodes=str(heldout_goal_episodes(cfg, out)))
-    model = PlanningModel(load_world_model(checkpoint), compile=cfg.compile)
+    model = PlanningModel(WorldModel.from_pretrained(checkpoint), compile=cfg.compile)
     env = make_benchmark_env(cfg)
     needs_goal = cfg.planners and needs_goal_image(cfg)
     if needs_goal and "goal_frame" not in env.reset(seed=cfg.seed)[1]:

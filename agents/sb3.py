@@ -51,7 +51,6 @@ from torchwm.wm.config import JEPAConfig
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.jepa import JEPA
 from torchwm.wm.trainer import JEPAAgent
-from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import WorldModel
 
 EncoderSource = WorldModel | JEPAAgent | JEPA | str | os.PathLike
@@ -100,7 +99,7 @@ def pixel_encoder(source: EncoderSource, device: str = "cpu") -> PixelEncoder:
         ckpt = resolve_checkpoint(os.fspath(source))
         kind = read_config(ckpt).get("kind")
         if kind == "world_model":
-            return pixel_encoder(load_world_model(ckpt, device))
+            return pixel_encoder(WorldModel.from_pretrained(ckpt, device))
         if kind == "jepa":
             return pixel_encoder(JEPAAgent.from_pretrained(ckpt, device))
         raise ValueError(f"{ckpt} holds a {kind!r} checkpoint; expected kind 'world_model' or 'jepa'")

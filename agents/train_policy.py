@@ -34,7 +34,6 @@ from torchwm.envs.dream import LatentDreamVectorEnv
 from torchwm.envs.pixels import proprio_entries
 from torchwm.envs.resolve import import_plugins
 from torchwm.wm.runs import open_run
-from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import WorldModel
 
 __all__ = [
@@ -166,7 +165,7 @@ def train_policy(cfg: PolicyTrainingConfig, model: WorldModel | None = None) -> 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if model is None:
-        model = load_world_model(cfg.checkpoint, cfg.device)
+        model = WorldModel.from_pretrained(cfg.checkpoint, cfg.device)
     import_plugins((*model.data.imports, *cfg.imports))  # the checkpoint's plugin modules, and any more given
     with open_run(cfg.out, "train-policy", cfg.run_identity(), overwrite=cfg.overwrite):
         return _train(cfg, model, Path(cfg.out), start)

@@ -41,7 +41,6 @@ from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.mpc import MPCAgent
 from torchwm.agents.planners import MPPI
 from torchwm.wm.episodes import load_episode, read_manifest
-from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import WorldModel
 
 RESULTS = Path(__file__).resolve().parent / "results" / "goal_value.json"
@@ -138,7 +137,7 @@ def measure(
     run: Path, steps: int, scale: float, gamma: float, expectile: float, episodes: int | None = None
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
-    model = load_world_model(run / "world_model")
+    model = WorldModel.from_pretrained(run / "world_model")
     z, states, starts, ends = encode_episodes(model, run / "episodes")
     value = train_value(z, starts, ends, steps, gamma, expectile, seed=0)
     train_s = time.perf_counter() - t0

@@ -88,10 +88,10 @@ def main() -> None:
     parser.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args()
     import torchwm.envs  # noqa: F401  (registers the built-in envs)
-    from torchwm.wm.wm_trainer import load_world_model
+    from torchwm.wm.world_model import WorldModel
 
     torch.set_num_threads(1)
-    model = load_world_model(args.checkpoint)
+    model = WorldModel.from_pretrained(args.checkpoint)
     env_id = args.env or model.data.env_id
     row, fig = landscape(env_id, model, args.goals)
     row.update(tag=args.tag, checkpoint=args.checkpoint, pooling=model.spec.pooling,

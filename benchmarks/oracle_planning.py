@@ -185,9 +185,9 @@ def main() -> None:
     torch.set_num_threads(1)
     world_model = None
     if args.learned_cost:
-        from torchwm.wm.wm_trainer import load_world_model
+        from torchwm.wm.world_model import WorldModel
 
-        world_model = load_world_model(args.learned_cost)
+        world_model = WorldModel.from_pretrained(args.learned_cost)
     rows = []
     for env_id in args.env or ["torchwm/TwoRooms-v0", "torchwm/PointMass-v0"]:
         for horizon in args.horizon or [recipe.planning.horizon]:

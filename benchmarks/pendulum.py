@@ -27,7 +27,7 @@ from torchwm.agents.planners import MPPI, MPPIConfig
 from torchwm.envs.action_repeat import ActionRepeat
 from torchwm.envs.latent import pixel_env
 from torchwm.wm.recipes import get_recipe
-from torchwm.wm.wm_trainer import load_world_model
+from torchwm.wm.world_model import WorldModel
 
 from torchwm.pipeline import fit
 
@@ -61,7 +61,7 @@ def main() -> None:
     checkpoint = fit(pixels, out, recipe).world_model
     train_seconds = time.perf_counter() - t0
     torch.set_num_threads(1)
-    model = PlanningModel(load_world_model(checkpoint))
+    model = PlanningModel(WorldModel.from_pretrained(checkpoint))
 
     def make_env() -> gym.Env:
         return ActionRepeat(pixels(), FRAME_SKIP)

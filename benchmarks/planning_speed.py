@@ -29,7 +29,7 @@ from torchwm.agents.benchmark import benchmark_config_for, with_budget
 from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.planners import CEM, MPPI, SamplingPlanner
 from torchwm.wm.machine import machine_facts, matmul_gflop_s
-from torchwm.wm.wm_trainer import load_world_model
+from torchwm.wm.world_model import WorldModel
 
 RESULTS = Path(__file__).resolve().parent / "results" / "planning_speed.json"
 
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = benchmark_config_for(args.checkpoint)
     if args.samples or args.iterations:
         cfg = with_budget(cfg, args.samples or cfg.mppi.num_samples, 0, args.iterations or 0)
-    model = PlanningModel(load_world_model(args.checkpoint))
+    model = PlanningModel(WorldModel.from_pretrained(args.checkpoint))
     import gymnasium as gym
     import torchwm.envs  # noqa: F401  (registers the built-in ids)
     from torchwm.agents.benchmark import make_benchmark_env
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rivals = {"eager": make_planner(model, cfg.planners[0], cfg, low, high)}
     inputs: dict[str, tuple[torch.Tensor, torch.Tensor, int]] = {}
     if args.against:
-        other = PlanningModel(load_world_model(args.against))
+        other = PlanningModel(WorldModel.from_pretrained(args.against))
         other_cfg = benchmark_config_for(args.against)
         pair = (other.encode(torch.from_numpy(np.asarray(obs))[None, None]),
                 other.encode(torch.from_numpy(np.asarray(info["goal_frame"]))[None, None]), args.against_context)  # fmt: skip
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows["against"] = {"checkpoint": str(args.against), "context_steps": args.against_context,
                            "gflop_per_call": round(count_gflop(rivals["against_eager"], *pair), 3)}  # fmt: skip
     if args.compile:
-        fast = PlanningModel(load_world_model(args.checkpoint), compile=True)  # a second copy: the same weights
+        fast = PlanningModel(WorldModel.from_pretrained(args.checkpoint), compile=True)  # a second copy: the same weights
         first = make_planner(fast, cfg.planners[0], cfg, low, high)
         t0 = time.perf_counter()
         first.plan(z, goal)  # compiles the batch-1 shape
@@ -201,12 +201,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows[f"{cfg.planners[0]}_batch_1_compiled"]["first_call_s"] = round(compile_s, 1)
         rivals["compiled"] = first
         if args.against:
-            other_fast = PlanningModel(load_world_model(args.against), compile=True)
+            other_fast = PlanningModel(WorldModel.from_pretrained(args.against), compile=True)
             rivals["against_compiled"] = make_planner(other_fast, other_cfg.planners[0], other_cfg, low, high)
             inputs["against_compiled"] = pair
             _call(rivals["against_compiled"], *pair, None)  # compiles its batch-1 shape before the rounds
         if args.python_wrapper:  # inductor's Python wrapper, instead of compile_rollout's C++ one
-            wrapped = PlanningModel(load_world_model(args.checkpoint))
+            wrapped = PlanningModel(WorldModel.from_pretrained(args.checkpoint))
             wrapped.world_model.compile_rollout(options={})
             rivals["compiled_python_wrapper"] = make_planner(wrapped, cfg.planners[0], cfg, low, high)
             t0 = time.perf_counter()

@@ -46,7 +46,6 @@ from torchwm.wm.episodes import load_episode, read_manifest
 from torchwm.wm.losses import collapse_stats
 from torchwm.wm.recipes import get_recipe
 from torchwm.wm.trainer import JEPAAgent
-from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import WorldModel
 
 from torchwm.pipeline import fit
@@ -371,7 +370,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"world model ready: {fitted.world_model} ({', '.join(f'{k} {v:.0f} s' for k, v in fitted.seconds.items())})")
     test_dir = heldout_dir(s)
     agent = JEPAAgent.from_pretrained(fitted.jepa, device=s.device)
-    model = load_world_model(fitted.world_model, s.device)
+    model = WorldModel.from_pretrained(fitted.world_model, s.device)
     train, test = load_split(Path(fitted.episodes)), load_split(test_dir)
     probes = evaluate_probes(s, model, agent, train, test)
     speed = rollout_speed(model, probes.pop("z_example"), s.rollout_candidates, 8)
@@ -397,7 +396,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def speed_only(s: ProbeSettings) -> dict[str, Any]:
     """Time a trained model's planning-sized rollout from a held-out state; write rollout_speed.json."""
-    model = load_world_model(s.speed_only, s.device)
+    model = WorldModel.from_pretrained(s.speed_only, s.device)
     test_dir = heldout_dir(s)
     z0 = model.encode(torch.from_numpy(load_split(test_dir).frames[0][:1])[None])[0, 0]
     result = {

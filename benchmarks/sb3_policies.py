@@ -41,7 +41,6 @@ from torchwm.agents.evaluate import EvalResult, RandomPolicy, evaluate
 from torchwm.agents.policy_config import PolicyTrainingConfig
 from torchwm.agents.sb3 import LatentPolicyPrior
 from torchwm.agents.train_policy import train_policy
-from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import WorldModel
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "sb3_policies.json"
@@ -82,7 +81,7 @@ def evaluation_row(result: EvalResult, seconds: float) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     given = {k: getattr(args, k) for k in ("episodes", "seed", "max_steps", "action_repeat") if getattr(args, k) is not None}
     bench = benchmark_config_for(args.checkpoint, **given)  # the planning table's task unless overridden
-    world_model: WorldModel = load_world_model(args.checkpoint)
+    world_model: WorldModel = WorldModel.from_pretrained(args.checkpoint)
     methods: dict[str, Any] = {}
     for mode in ("latent", "dream"):
         cfg = training_config(args, bench, mode)

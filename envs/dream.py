@@ -42,7 +42,6 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from torchwm.envs.latent import encoder_view
 from torchwm.wm.rollouts import RolloutClips
-from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 DreamReward = Literal["auto", "model", "goal"]
@@ -74,7 +73,7 @@ class DreamModel(Protocol):
 def load_dream_model(model: WorldModel | DreamModel | str | os.PathLike, device: str = "cpu") -> DreamModel:
     """A world model object as it is, or loaded from a checkpoint (or run) directory onto ``device``."""
     if isinstance(model, str | os.PathLike):
-        return load_world_model(os.fspath(model), device)
+        return WorldModel.from_pretrained(os.fspath(model), device)
     if not callable(getattr(model, "step", None)) or not hasattr(model, "spec"):
         raise TypeError(
             f"model must be a WorldModel (or have .spec and .step) or a checkpoint path, got {type(model).__name__}"

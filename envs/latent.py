@@ -74,11 +74,7 @@ def encoder_view(model: ModelSource, device: str = "cpu") -> EncoderView:
         ckpt = resolve_checkpoint(model)
         kind = read_config(ckpt).get("kind")
         if kind == "world_model":
-            # Imported here: it imports decord, whose bundled zlib, loaded before pygame, breaks pygame's PNG
-            # loading (Pendulum-v1's render); the wrapper renders its first frame before loading a checkpoint.
-            from torchwm.wm.wm_trainer import load_world_model
-
-            return _world_model_view(load_world_model(ckpt, device), f"world model checkpoint {ckpt}")
+            return _world_model_view(WorldModel.from_pretrained(ckpt, device), f"world model checkpoint {ckpt}")
         if kind == "jepa":
             return _jepa_view(JEPAAgent.from_pretrained(ckpt, device), f"JEPA checkpoint {ckpt}")
         raise ValueError(f"{ckpt} holds a {kind!r} checkpoint; expected kind 'world_model' or 'jepa'")

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from torchwm.wm.config import JEPAConfig
     from torchwm.wm.jepa import JEPA
     from torchwm.wm.trainer import JEPAAgent
-    from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model
+    from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer
     from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 _PUBLIC: dict[str, str] = {
@@ -53,7 +53,6 @@ _PUBLIC: dict[str, str] = {
     "WorldModelSpec": "torchwm.wm.world_model",
     "WorldModelConfig": "torchwm.wm.wm_trainer",
     "WorldModelTrainer": "torchwm.wm.wm_trainer",
-    "load_world_model": "torchwm.wm.wm_trainer",
     # the gymnasium side
     "LatentObservationWrapper": "torchwm.envs.latent",
     "VectorLatentObservationWrapper": "torchwm.envs.latent",
@@ -117,7 +116,6 @@ __all__ = [
     "WorldModelTrainer",
     "evaluate",
     "fit",
-    "load_world_model",
     "make_latent_env",
     "record",
     "run_planning_benchmark",

@@ -35,9 +35,9 @@ from torchwm.wm.checkpoint import (
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config, PositiveInt
 from torchwm.wm.data import VIDEO_EXTENSIONS, ImageFolder, VideoFolder
+from torchwm.wm.device import resolve_device
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.jepa import build_encoder
-from torchwm.wm.trainer import resolve_device
 from tqdm.auto import tqdm
 
 DataKind = Literal["auto", "imagefolder", "video"]

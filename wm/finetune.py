@@ -36,13 +36,14 @@ from torchwm.wm.checkpoint import (
 )
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config, Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
+from torchwm.wm.device import resolve_device
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.features import DataKind, item_records, labelled_dataset, load_encoder
 from torchwm.wm.jepa import build_encoder
 from torchwm.wm.loop import LoopSettings, TrainingLoop
 from torchwm.wm.probes import AttentiveHead, split_held_out
 from torchwm.wm.runs import Overwrite
-from torchwm.wm.trainer import resolve_device, use_bf16
+from torchwm.wm.trainer import use_bf16
 
 HeadKind = Literal["linear", "attentive"]
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
+from torchwm.wm.device import resolve_device
 from torchwm.wm.features import (
     DataKind,
     FeatureKind,
@@ -36,7 +37,6 @@ from torchwm.wm.features import (
 )
 from torchwm.wm.layers import MLP, init_weights
 from torchwm.wm.schedule import warmup_cosine
-from torchwm.wm.trainer import resolve_device
 
 ProbeKind = Literal["linear", "attentive"]
 

@@ -23,17 +23,11 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchwm.wm.checkpoint import jepa_config_of
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.data import build_dataset
+from torchwm.wm.device import resolve_device
 from torchwm.wm.encoders import prepare_frames
 from torchwm.wm.jepa import JEPA, ema_momentum, mask_spec
 from torchwm.wm.loop import LoopSettings, TrainingLoop
 from torchwm.wm.masks import make_masks
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as torch reads it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def use_bf16(cfg: JEPAConfig, device: torch.device) -> bool:

@@ -33,6 +33,7 @@ from torchwm.wm.checkpoint import (
 )
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config, Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt
+from torchwm.wm.device import resolve_device
 from torchwm.wm.episodes import action_size, recorded_frame_skip
 from torchwm.wm.loop import LoopSettings, TrainingLoop
 from torchwm.wm.losses import collapse_stats, covariance_loss, variance_loss
@@ -40,7 +41,6 @@ from torchwm.wm.planning_spec import PlanningDefaults
 from torchwm.wm.rollouts import RolloutClips
 from torchwm.wm.runs import Overwrite
 from torchwm.wm.schedule import linear_ramp
-from torchwm.wm.trainer import resolve_device
 from torchwm.wm.world_model import DataFacts, DynamicsShape, WorldModel, WorldModelSpec
 from tqdm.auto import tqdm
 
@@ -150,12 +150,6 @@ class WorldModelConfig(Config):
                 "WorldModelConfig.freeze_encoder=True needs encoder_checkpoint (a pretrained JEPA); "
                 "set encoder_checkpoint or freeze_encoder=False to train the encoder jointly"
             )
-
-
-def load_world_model(path: str | Path, device: str = "cpu") -> WorldModel:
-    """Rebuild a trained world model from its checkpoint (or run) directory, in eval mode
-    (`WorldModel.from_pretrained`, with ``device="auto"`` understood)."""
-    return WorldModel.from_pretrained(path, resolve_device(device))
 
 
 def data_facts(cfg: WorldModelConfig, dataset: RolloutClips, window: int) -> DataFacts:

@@ -36,6 +36,7 @@ from torchwm.wm.checkpoint import (
 )
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config, NonNegInt, PositiveFloat, PositiveInt
+from torchwm.wm.device import resolve_device
 from torchwm.wm.dynamics import DynamicsPredictor, KVBuffer, KVCache
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.jepa import build_encoder
@@ -307,7 +308,8 @@ class WorldModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
-        """Rebuild a world model from its checkpoint (or run) directory, in eval mode."""
+        """Rebuild a world model from its checkpoint (or run) directory, in eval mode, on ``device`` (``auto``:
+        CUDA where available, else the CPU)."""
         ckpt = resolve_checkpoint(path)
         raw = read_config(ckpt)
         if raw.get("kind") != "world_model":
@@ -325,7 +327,7 @@ class WorldModel(nn.Module):
         model = cls(jepa_cfg, spec, freeze)
         load_state_checked(model, load_weights(ckpt), ckpt)
         model.data = dataclasses.replace(data, frame_history=model.window)
-        return model.to(device).eval()
+        return model.to(resolve_device(device)).eval()
 
     @property
     def k(self) -> int:

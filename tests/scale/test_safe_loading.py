@@ -1,5 +1,5 @@
 """Safe loading: a checkpoint whose files are not what they claim fails with an error naming the file (and the
-field), and neither `JEPAAgent.from_pretrained` nor `load_world_model` ever unpickles code, wherever it is planted.
+field), and neither `JEPAAgent.from_pretrained` nor `WorldModel.from_pretrained` ever unpickles code, wherever it is planted.
 
 (tests/wm/test_trainer.py already covers a malicious trainer_state.pt on resume and tampered tensor shapes.)
 """
@@ -20,7 +20,6 @@ from torchwm.wm.checkpoint import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.jepa import JEPA
 from torchwm.wm.trainer import JEPAAgent
-from torchwm.wm.wm_trainer import load_world_model
 from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 
@@ -44,7 +43,7 @@ def world_model_checkpoint(path: Path) -> Path:
 Loader = Callable[[Path], Any]
 LOADERS: dict[str, tuple[Callable[[Path], Path], Loader]] = {
     "jepa": (jepa_checkpoint, JEPAAgent.from_pretrained),
-    "world_model": (world_model_checkpoint, load_world_model),
+    "world_model": (world_model_checkpoint, WorldModel.from_pretrained),
 }
 
 
@@ -134,7 +133,7 @@ def test_a_world_model_spec_with_an_unknown_field_names_it(tmp_path: Path) -> No
     ckpt = world_model_checkpoint(tmp_path / "step_00000001")
     edit_config(ckpt, lambda d: d["spec"].update(bogus=1))
     with pytest.raises(ValueError, match=r"config.json does not describe a world model.*'bogus'"):
-        load_world_model(ckpt)
+        WorldModel.from_pretrained(ckpt)
     edit_config(ckpt, lambda d: d.pop("spec"))
     with pytest.raises(ValueError, match=r"config.json does not describe a world model.*'spec'"):
-        load_world_model(ckpt)
+        WorldModel.from_pretrained(ckpt)

@@ -114,7 +114,6 @@ def tiny(fitted: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained world model (one-layer encoder on 32x32 frames, K = 1 token of D = 16) whose checkpoint knows
     the fitted run's data: TwoRooms, frame skip 4, the smoke recipe's planner."""
     from torchwm.wm.config import JEPAConfig
-    from torchwm.wm.wm_trainer import load_world_model
     from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
     cfg = JEPAConfig.preset("tiny", encoder="spatial", tubelet_size=1, num_frames=2, image_size=32, embed_dim=32,
@@ -122,7 +121,7 @@ def tiny(fitted: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = WorldModel(cfg, WorldModelSpec(action_dim=2, latent_grid=1, latent_dim=16, width=32, heads=2))
-    data = load_world_model(fitted / "world_model").data
+    data = WorldModel.from_pretrained(fitted / "world_model").data
     model.data = dataclasses.replace(data, frame_history=model.window, recipe="")
     out = tmp_path_factory.mktemp("tiny") / "world_model"
     model.save_pretrained(out / "checkpoints" / "step_00000001")
@@ -359,7 +358,7 @@ def test_recipe_stages_measures_every_stage_of_a_fitted_run(fitted: Path, tmp_pa
 
 
 def test_dynamics_shapes_times_a_shape_and_retrains_phase_two_in_it(fitted: Path, tmp_path: Path) -> None:
-    from torchwm.wm.wm_trainer import load_world_model
+    from torchwm.wm.world_model import WorldModel
 
     # One shape, the one that differs from the recipe's in both ways: each retrained shape costs 10-15 s here
     # (a phase-2 trainer encoding every frame, one step, a `torchwm bench planning` process), and the four are
@@ -374,7 +373,7 @@ def test_dynamics_shapes_times_a_shape_and_retrains_phase_two_in_it(fitted: Path
     assert result["threads"] == 1
     assert sorted(p.name for p in shapes.iterdir()) == sorted(names)
     for name, (token, ratio) in names.items():
-        model = load_world_model(shapes / name / "world_model")
+        model = WorldModel.from_pretrained(shapes / name / "world_model")
         assert (model.spec.action_token, model.spec.mlp_ratio) == (token, ratio), name
         assert read(shapes / name / "world_model" / "summary.json")["steps"] == 1
         planning = read(shapes / name / "planning" / "planning.json")

@@ -13,7 +13,8 @@ from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.mpc import MPCAgent
 from torchwm.agents.planners import MPPI, MPPIConfig
 from torchwm.envs.pixels import PixelObservations
-from torchwm.wm.wm_trainer import WorldModelTrainer, load_world_model, world_model_loss
+from torchwm.wm.wm_trainer import WorldModelTrainer, world_model_loss
+from torchwm.wm.world_model import WorldModel
 
 from tests.wm.test_world_model import A, D, K, pretrained, tiny_model, wm_cfg
 
@@ -69,7 +70,7 @@ def test_training_with_proprio_learns_from_the_recorded_states_and_saves_them(pr
     terms = world_model_loss(trainer.model, trainer.cfg, batch)
     assert terms["proprio"] > 0 and torch.isfinite(terms["total"])
     trainer.run()
-    loaded = load_world_model(tmp_path / "wm")
+    loaded = WorldModel.from_pretrained(tmp_path / "wm")
     assert loaded.spec.proprio_dim == 2 and loaded.data.proprio == (1, 0)
     torch.testing.assert_close(loaded.dynamics.proprio_scale, trainer.model.dynamics.proprio_scale)
 
@@ -82,7 +83,7 @@ def test_proprio_indices_past_the_recorded_state_are_refused(pretrained, tmp_pat
 def test_the_planning_path_hands_the_state_entries_to_the_model(pretrained, tmp_path: Path) -> None:
     trainer = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "wm", proprio=(0, 1), steps=1))
     trainer.run()
-    model = PlanningModel(load_world_model(tmp_path / "wm"))
+    model = PlanningModel(WorldModel.from_pretrained(tmp_path / "wm"))
     import gymnasium as gym
 
     env = PixelObservations(gym.make("torchwm/TwoRooms-v0", render_mode="rgb_array"), 64, proprio=(0, 1))

@@ -12,7 +12,7 @@ import torchwm.envs  # noqa: F401  (registers the built-in ids)
 from torchwm.envs.record import record
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.trainer import JEPAAgent
-from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer, load_world_model, world_model_loss
+from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer, world_model_loss
 from torchwm.wm.world_model import DynamicsShape, WorldModel, WorldModelSpec, cpp_compiler_available
 
 K, D, A = 4, 8, 2  # latent_grid=2 over a 4x4 patch grid, latent width, action size
@@ -347,7 +347,7 @@ def test_trained_world_model_reloads_with_the_same_rollouts(
 ) -> None:
     trainer = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "wm"))
     trainer.run()
-    loaded = load_world_model(tmp_path / "wm")
+    loaded = WorldModel.from_pretrained(tmp_path / "wm")
     trained = trainer.model.eval()
     frames = torch.from_numpy(trainer.dataset.video(0).get([0, 1, 2]))[None]
     z = trained.encode(frames)
@@ -434,12 +434,12 @@ def test_a_checkpoint_from_before_the_residual_flag_loads_as_a_direct_predictor(
     from torchwm.wm.checkpoint import CONFIG_FILE, resolve_checkpoint
 
     final = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "wm")).run()
-    assert load_world_model(final).spec.residual  # new checkpoints say residual=True
+    assert WorldModel.from_pretrained(final).spec.residual  # new checkpoints say residual=True
     config_path = resolve_checkpoint(final) / CONFIG_FILE
     config = json.loads(config_path.read_text())
     del config["spec"]["residual"]  # as written before the flag existed
     config_path.write_text(json.dumps(config))
-    old = load_world_model(final)
+    old = WorldModel.from_pretrained(final)
     assert not old.spec.residual and not old.dynamics.residual
 
 
@@ -477,12 +477,12 @@ def test_second_phase_trains_dynamics_on_the_latent_a_joint_run_learned(
 ) -> None:
     joint = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "joint", freeze_encoder=False, smooth_weight=1.0))
     joint_ckpt = joint.run()
-    source = load_world_model(joint_ckpt)
+    source = WorldModel.from_pretrained(joint_ckpt)
     phase2 = WorldModelTrainer(wm_cfg(pretrained, tmp_path / "dyn", encoder_checkpoint=str(joint_ckpt)))
     head_before = snapshot(phase2.model.head)
     assert not any(p.requires_grad for p in phase2.model.head.parameters())
     dynamics_before = snapshot(phase2.model.dynamics)
-    loaded = load_world_model(phase2.run())
+    loaded = WorldModel.from_pretrained(phase2.run())
     frames = torch.from_numpy(phase2.dataset.video(0).get([0, 1, 2]))[None]
     # the same latent space as the joint run's (its EMA encoder and head), and the head never moved
     torch.testing.assert_close(loaded.encode(frames), source.encode(frames), rtol=0, atol=1e-6)
@@ -587,7 +587,7 @@ def test_patch_pooling_world_model_round_trips_and_trains_with_a_frozen_encoder(
 ) -> None:
     cfg = wm_cfg(pretrained, tmp_path / "wm", shape=DynamicsShape(pooling="patches", latent_dim=D, width=32, heads=2))
     final = WorldModelTrainer(cfg).run()
-    model = load_world_model(final)
+    model = WorldModel.from_pretrained(final)
     assert model.spec.pooling == "patches"
     region = model.head.region
     assert model.head.proj.in_features == model.jepa_cfg.embed_dim * region * region
