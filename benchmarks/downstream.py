@@ -40,10 +40,10 @@ import matplotlib
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchwm.wm.features import extract_features, labelled_dataset, load_encoder
-from torchwm.wm.finetune import FinetuneConfig, Finetuner
+from torchwm.wm.downstream.features import extract_features, labelled_dataset, load_encoder
+from torchwm.wm.downstream.finetune import FinetuneConfig, Finetuner
+from torchwm.wm.downstream.probes import ProbeConfig, run_probes
 from torchwm.wm.jepa import build_encoder
-from torchwm.wm.probes import ProbeConfig, run_probes
 
 from torchwm import JEPAAgent, JEPAConfig
 

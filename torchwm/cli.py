@@ -229,7 +229,7 @@ def _cmd_train_policy(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from torchwm.wm.features import FeaturesJob, export_features
+    from torchwm.wm.downstream.features import FeaturesJob, export_features
 
     job = config_from_args(args, FeaturesJob)
     features = export_features(job.checkpoint, job.data, job.out, kind=job.kind, data_kind=job.data_kind,
@@ -242,8 +242,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from torchwm.wm.features import FeatureSet
-    from torchwm.wm.probes import ProbeJob, probe_checkpoint, run_probes
+    from torchwm.wm.downstream.features import FeatureSet
+    from torchwm.wm.downstream.probes import ProbeJob, probe_checkpoint, run_probes
 
     job = config_from_args(args, ProbeJob)
     if job.features:
@@ -259,7 +259,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from torchwm.wm.finetune import FinetuneConfig, Finetuner
+    from torchwm.wm.downstream.finetune import FinetuneConfig, Finetuner
 
     summary = Finetuner(config_from_args(args, FinetuneConfig)).run()
     print(f"done: {summary.steps} steps, held-out top-1 accuracy {summary.accuracy:.3f} "
@@ -283,11 +283,11 @@ def _commands() -> list[tuple[str, str, str, Callable[[argparse.Namespace], int]
         ("train-policy", "train a stable-baselines3 policy (PPO, SAC) on latents or in the dream",
          "torchwm.agents.policy_config:PolicyTrainingConfig", _cmd_train_policy),
         ("features", "export a checkpoint's frozen features of a folder to .npz",
-         "torchwm.wm.features:FeaturesJob", _cmd_features),
+         "torchwm.wm.downstream.features:FeaturesJob", _cmd_features),
         ("probe", "linear and attentive probes of a frozen encoder (held-out top-1 accuracy)",
-         "torchwm.wm.probes:ProbeJob", _cmd_probe),
+         "torchwm.wm.downstream.probes:ProbeJob", _cmd_probe),
         ("finetune", "fine-tune a pretrained encoder with a classification head",
-         "torchwm.wm.finetune:FinetuneConfig", _cmd_finetune),
+         "torchwm.wm.downstream.finetune:FinetuneConfig", _cmd_finetune),
     ]  # fmt: skip
 
 

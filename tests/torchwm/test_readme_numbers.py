@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMES = {"TwoRooms": "tworooms", "PointMass": "pointmass", "Pendulum": "pendulum", "PushT": "pusht",
-         "Reacher": "reacher"}  # fmt: skip
+NAMES = {"TwoRooms": "tworooms", "TwoRoomsDoor": "tworooms-door", "PointMass": "pointmass", "Pendulum": "pendulum",
+         "PushT": "pusht", "Reacher": "reacher"}  # fmt: skip
 
 
 def _numbers(cell: str) -> list[str]:

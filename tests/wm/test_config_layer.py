@@ -15,9 +15,9 @@ from torchwm.agents.policy_config import PolicyTrainingConfig
 from torchwm.envs.record import RecordJob
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config
-from torchwm.wm.features import FeaturesJob
-from torchwm.wm.finetune import FinetuneConfig
-from torchwm.wm.probes import ProbeConfig, ProbeJob
+from torchwm.wm.downstream.features import FeaturesJob
+from torchwm.wm.downstream.finetune import FinetuneConfig
+from torchwm.wm.downstream.probes import ProbeConfig, ProbeJob
 from torchwm.wm.recipes import PlanningDefaults, Recipe
 from torchwm.wm.wm_trainer import WorldModelConfig
 from torchwm.wm.world_model import DataFacts, WorldModelSpec
@@ -37,7 +37,7 @@ def test_every_config_dataclass_in_the_package_shares_the_base() -> None:
     import torchwm
 
     seen = set()
-    for pkg in ("torchwm", "torchwm.wm", "torchwm.envs", "torchwm.agents"):
+    for pkg in ("torchwm", "torchwm.wm", "torchwm.wm.downstream", "torchwm.envs", "torchwm.agents"):
         module = importlib.import_module(pkg)
         for info in pkgutil.iter_modules(module.__path__, prefix=pkg + "."):
             if info.name.endswith("__main__"):

@@ -15,14 +15,20 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torchwm.wm.augment import augment_clips, random_flip
 from torchwm.wm.checkpoint import WEIGHTS_FILE, read_config
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.data import ImageFolder, VideoFolder
-from torchwm.wm.features import FeatureSet, export_features, extract_features, labelled_dataset, load_encoder
-from torchwm.wm.finetune import FinetuneConfig, Finetuner, layer_decay_groups, load_classifier
+from torchwm.wm.downstream.augment import augment_clips, random_flip
+from torchwm.wm.downstream.features import (
+    FeatureSet,
+    export_features,
+    extract_features,
+    labelled_dataset,
+    load_encoder,
+)
+from torchwm.wm.downstream.finetune import FinetuneConfig, Finetuner, layer_decay_groups, load_classifier
+from torchwm.wm.downstream.probes import ProbeConfig, fit_probe, run_probes, split_held_out
 from torchwm.wm.jepa import JEPA
-from torchwm.wm.probes import ProbeConfig, fit_probe, run_probes, split_held_out
 from torchwm.wm.trainer import JEPAAgent
 
 from torchwm.cli import main as cli_main
@@ -159,7 +165,7 @@ def tuned_cfg(ckpt: Path) -> JEPAConfig:
 
 
 def test_layer_decay_gives_lower_layers_smaller_rates(pretrained: Path) -> None:
-    from torchwm.wm.finetune import Classifier
+    from torchwm.wm.downstream.finetune import Classifier
 
     encoder, cfg = load_encoder(pretrained)
     model = Classifier(encoder.requires_grad_(True), ["a", "b"], cfg.image_size)

@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from torchwm.wm.augment import augment_clips
 from torchwm.wm.checkpoint import (
     jepa_config_of,
     load_state_checked,
@@ -37,11 +36,12 @@ from torchwm.wm.checkpoint import (
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.config_base import Config, Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.device import resolve_device
+from torchwm.wm.downstream.augment import augment_clips
+from torchwm.wm.downstream.features import DataKind, item_records, labelled_dataset, load_encoder
+from torchwm.wm.downstream.probes import AttentiveHead, split_held_out
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
-from torchwm.wm.features import DataKind, item_records, labelled_dataset, load_encoder
 from torchwm.wm.jepa import build_encoder
 from torchwm.wm.loop import LoopSettings, TrainingLoop
-from torchwm.wm.probes import AttentiveHead, split_held_out
 from torchwm.wm.runs import Overwrite
 from torchwm.wm.trainer import use_bf16
 

@@ -27,7 +27,7 @@ from einops import rearrange
 from torch import nn
 from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.device import resolve_device
-from torchwm.wm.features import (
+from torchwm.wm.downstream.features import (
     DataKind,
     FeatureKind,
     FeatureSet,
