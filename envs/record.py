@@ -13,8 +13,8 @@ gymnasium vector env and writes each finished episode through ``wm.episodes.Epis
   from an action space seeded from ``(seed, j)``: the same episode comes out whatever ``num_envs`` is and
   wherever a resumed recording starts. (An SB3 model sampling stochastically draws from torch's global RNG.)
 - The folder is a run folder (`torchwm.wm.runs`): appending with another environment, frame skip or image size
-  is refused (episodes of different lengths may share a folder), and one process writes it at a time. Each episode's manifest entry names the
-  policy that made it.
+  is refused (episodes of different lengths may share a folder), and one process writes it at a time. Each
+  episode's manifest entry names the policy that made it.
 - Resets are done by this module (``AutoresetMode.DISABLED``), so no autoreset observation is ever
   mistaken for a step of the episode.
 - Finished episodes are written on a thread while the environments step on (ffmpeg encodes in its own
@@ -630,4 +630,6 @@ def describe_policy(policy: Policy) -> str:
     return getattr(policy, "__qualname__", type(policy).__name__)
 
 
-__all__ = ["Predictor", "RecordJob", "describe_action_space", "describe_policy", "pixel_source", "record", "recorded_seeds"]
+__all__ = [
+    "Predictor", "RecordJob", "describe_action_space", "describe_policy", "pixel_source", "record", "recorded_seeds",
+]  # fmt: skip

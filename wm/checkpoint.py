@@ -3,8 +3,9 @@
 Writes are atomic: everything goes into a hidden temporary directory that is renamed into place once
 complete and synced, so a run killed at any moment never leaves a half-written checkpoint that
 `latest_checkpoint` would pick up. A write that fails (disk full, permission denied) removes the temporary
-directory and raises `torchwm.wm.runs.RunWriteError` naming the checkpoint, the cause and the one to resume from. Loading never unpickles arbitrary objects: weights come from
-safetensors and the trainer state is read with ``torch.load(weights_only=True)``.
+directory and raises `torchwm.wm.runs.RunWriteError` naming the checkpoint, the cause and the one to resume
+from. Loading never unpickles arbitrary objects: weights come from safetensors and the trainer state is read
+with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations

@@ -361,7 +361,8 @@ class EpisodeWriter:
             os.replace(video_tmp, self.root / files["video"])
             os.replace(data_tmp, self.root / files["data"])
             fsync_dir(self.root)
-            _write_json_atomic(self.root / MANIFEST, {**self.manifest, "episodes": [*self.manifest["episodes"], entry]})
+            listed = {**self.manifest, "episodes": [*self.manifest["episodes"], entry]}
+            _write_json_atomic(self.root / MANIFEST, listed)
         except (OSError, RuntimeError) as err:  # disk full, permission denied: finished episodes stay as they were
             for leftover in (video_tmp, data_tmp, self.root / (MANIFEST + ".tmp")):
                 leftover.unlink(missing_ok=True)
