@@ -28,7 +28,7 @@ from typing import Annotated, Literal, NamedTuple
 import numpy as np
 import torch
 from einops import rearrange
-from torchwm.agents.protocols import LatentPrior, WorldModelLike
+from torchwm.agents.protocols import HistoryModelLike, LatentPrior, WorldModelLike
 from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.world_model import check_finite
 
@@ -299,7 +299,7 @@ class SamplingPlanner:
         if proprio is not None:
             proprio = torch.as_tensor(proprio, device=self.device, dtype=z.dtype)
             check_finite("plan's proprio", proprio)
-            if not callable(getattr(self.model, "rollout_candidates", None)):
+            if not isinstance(self.model, HistoryModelLike):
                 raise TypeError(
                     f"proprioception needs a model with rollout_candidates(z_context, actions, past_actions, proprio); "
                     f"{type(self.model).__name__} has none: wrap a WorldModel in PlanningModel, or pass proprio=None"
@@ -308,7 +308,7 @@ class SamplingPlanner:
             if past_actions is not None:
                 raise ValueError("past_actions need a latent history z [B, C, K, D] to go between")
             return Context(z[:, None], None, proprio)
-        if not callable(getattr(self.model, "rollout_candidates", None)) and history.shape[1] > 1:
+        if not isinstance(self.model, HistoryModelLike) and history.shape[1] > 1:
             raise TypeError(
                 f"planning from a latent history needs a model with rollout_candidates(z_context, actions, "
                 f"past_actions); {type(self.model).__name__} has none (pass the current latent z [B, K, D])"
@@ -412,11 +412,11 @@ class SamplingPlanner:
         history, past, proprio = context
         sequences = self._to_actions(candidates)  # (B, S, H, A)
         actions = rearrange(sequences, "b s h a -> (b s) h a")
-        if callable(getattr(self.model, "rollout_candidates", None)):
+        if isinstance(self.model, HistoryModelLike):
             if proprio is None:
-                z_pred = self.model.rollout_candidates(history, sequences, past)  # type: ignore[attr-defined]
+                z_pred = self.model.rollout_candidates(history, sequences, past)
             else:
-                z_pred = self.model.rollout_candidates(history, sequences, past, proprio)  # type: ignore[attr-defined]
+                z_pred = self.model.rollout_candidates(history, sequences, past, proprio)
             z_pred = rearrange(z_pred, "b s h k d -> (b s) h k d")
         else:  # a plain WorldModelLike: the current latent repeated for every candidate
             z_pred = self.model.rollout(history[:, -1].repeat_interleave(samples, dim=0), actions)

@@ -41,6 +41,23 @@ class RewardModelLike(WorldModelLike, Protocol):
         ...
 
 
+@runtime_checkable
+class HistoryModelLike(WorldModelLike, Protocol):
+    """A world model that rolls every candidate out from a latent history (needed to plan from more than the
+    current latent, or with proprioception); `torchwm.agents.latent_model.PlanningModel` is one."""
+
+    def rollout_candidates(
+        self,
+        z_context: torch.Tensor,
+        actions: torch.Tensor,
+        past_actions: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predicted latents of S candidates per row: ``z_context [B, C, K, D]``, ``actions [B, S, H, A]``,
+        ``past_actions [B, C-1, A]``, ``proprio [B, C, P]`` -> ``[B, S, H, K, D]``."""
+        ...
+
+
 class LatentPrior(Protocol):
     """A policy prior for the planners: proposes action sequences from the current latent.
 
