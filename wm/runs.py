@@ -111,11 +111,11 @@ def write_fault(err: BaseException, path: Path | str, after: str = "") -> RunWri
     text = (getattr(err, "strerror", None) or str(err).strip() or type(err).__name__).splitlines()[0]
     lowered = text.lower()
     if "no space" in lowered or getattr(err, "errno", None) == 28:
-        todo = "free space on that disk or write to another folder (--out)"
+        todo = "free space on that disk or write to another folder (--out or --output-dir)"
     elif "permission" in lowered or "read-only" in lowered or getattr(err, "errno", None) in (13, 30):
-        todo = "make the folder writable or write to another folder (--out)"
+        todo = "make the folder writable or write to another folder (--out or --output-dir)"
     else:
-        todo = "fix the cause or write to another folder (--out)"
+        todo = "fix the cause or write to another folder (--out or --output-dir)"
     return RunWriteError(f"could not write {path}: {text}; {todo}{', ' + after if after else ''}")
 
 
@@ -150,7 +150,7 @@ def _lock(folder: Path, kind: str) -> FileLock:
     except Timeout:
         raise RunLockedError(
             f"{folder} is being written by {_holder_text(folder)}; wait for it to finish or use another output "
-            "folder (--out)"
+            "folder (--out or --output-dir)"
         ) from None
     except OSError as err:
         raise write_fault(err, folder) from err
@@ -224,7 +224,7 @@ def open_run(
         raise ValueError(f"overwrite must be 'never', 'move' or 'delete', got {overwrite!r}")
     path = Path(folder)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} is a file, not a run folder; pass a folder (--out)")
+        raise ValueError(f"{path} is a file, not a run folder; pass a folder (--out or --output-dir)")
     if overwrite != "never" and _contents(path):
         _start_over(path, kind, overwrite)
     held = _lock(path, kind) if lock else None

@@ -159,5 +159,5 @@ def test_write_fault_says_what_failed_and_what_to_do() -> None:
     err = write_fault(OSError(28, "No space left on device"), "/x/step_2", "then resume")
     assert isinstance(err, RunWriteError) and isinstance(err, OSError)
     assert str(err) == "could not write /x/step_2: No space left on device; free space on that disk or write to " \
-        "another folder (--out), then resume"  # fmt: skip
+        "another folder (--out or --output-dir), then resume"  # fmt: skip
     assert "make the folder writable" in str(write_fault(PermissionError(13, "Permission denied"), "/x"))
