@@ -1,6 +1,6 @@
 """The MPC agent: receding-horizon planning on predicted latents, with stable-baselines3's ``predict`` shape.
 
-The agent keeps a frame history per environment, encodes it with ``model.encode``, plans with a
+The agent keeps a frame history per environment, encodes it with ``model.encode_last``, plans with a
 `SamplingPlanner` towards the encoded goal image, and executes the first action of the plan (or
 the next one, when the planner's ``replan_every`` is above 1). Because ``predict`` has SB3's
 signature, `agents.evaluate.evaluate` runs MPC agents and SB3 policies alike.
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torchwm.agents.planners import CEM, CEMConfig, CostKind, SamplingPlanner, latent_distance
 from torchwm.agents.protocols import PredictPolicy, WorldModelLike
+from torchwm.wm.latent_encoder import FrameHistory
 
 Observation = np.ndarray | torch.Tensor | dict[str, Any]
 
@@ -33,7 +34,7 @@ class MPCAgent:
         planner: a `CEM` or `MPPI` built on the same model.
         goal: goal image(s) ``[H, W, C]`` or ``[B, H, W, C]`` uint8 (or set later by `set_goal`,
             or per step through a ``"goal_pixels"``/``"goal"`` entry of a dict observation).
-        frame_history: frames T of history handed to ``model.encode`` (padded with the first
+        frame_history: frames T of history handed to ``model.encode_last`` (padded with the first
             frame of the episode).
         (A dict observation's ``"proprio"`` entry, as `torchwm.envs.pixels.PixelObservations` gives it, is
         handed to the planner with the latents, for a model trained with proprioception.)
@@ -74,7 +75,7 @@ class MPCAgent:
         self._generator = torch.Generator(device=planner.device)
         if seed is not None:
             self._generator.manual_seed(seed)
-        self._frames: np.ndarray | None = None  # (B, T, H, W, C) uint8
+        self._history = FrameHistory(0, frame_history)  # (B, T, H, W, C) uint8 frames of each environment
         self._plans: np.ndarray | None = None  # (B, H, A) float32, action units
         self._cursor: np.ndarray | None = None  # (B,) next step of each plan
         self._latents: torch.Tensor | None = None  # (B, C, K, D) latent history, with context_steps > 1
@@ -112,8 +113,11 @@ class MPCAgent:
         frames, goal, single = _split_observation(observation)
         if goal is not None:
             self.set_goal(goal)
-        starts = self._episode_starts(frames, episode_start)
-        self._push_frames(frames, starts)
+        starts = self._history.observe(frames, episode_start)
+        if starts.all() and (self._cursor is None or len(self._cursor) != len(frames)):
+            self._new_batch(len(frames))
+        if starts.any():
+            self.planner.reset(np.flatnonzero(starts))
         self._push_proprio(observation, starts, len(frames))
         if self.context_steps > 1:
             self._push_latents(starts)
@@ -151,49 +155,27 @@ class MPCAgent:
 
     def reset(self) -> None:
         """Forget every history, plan and warm start (the goal is kept)."""
-        self._frames = self._plans = self._cursor = self._taken = None
+        self._history = FrameHistory(0, self.frame_history)
+        self._plans = self._cursor = self._taken = None
         self._latents = self._proprio = None
         self.planner.reset()
 
     # --- steps of predict ---------------------------------------------------------------------
 
-    def _episode_starts(self, frames: np.ndarray, episode_start: np.ndarray | None) -> np.ndarray:
-        """``[B]`` bool: which environments start an episode (all, when the batch is new)."""
-        batch = len(frames)
-        if (
-            self._frames is None
-            or self._frames.shape[0] != batch
-            or self._frames.shape[2:] != frames.shape[1:]
-        ):
-            self._frames = np.empty((batch, self.frame_history, *frames.shape[1:]), dtype=np.uint8)
-            self._cursor = np.zeros(batch, dtype=np.int64)
-            self._plans = np.zeros((batch, self.planner.config.horizon, self.planner.action_size), np.float32)
-            self.planner.reset()
-            return np.ones(batch, dtype=bool)
-        if episode_start is None:
-            return np.zeros(batch, dtype=bool)
-        starts = np.asarray(episode_start, dtype=bool).reshape(-1)
-        if starts.shape != (batch,):
-            raise ValueError(
-                f"episode_start must have one flag per environment ({batch}), got shape {starts.shape}"
-            )
-        return starts
-
-    def _push_frames(self, frames: np.ndarray, starts: np.ndarray) -> None:
-        """Append the new frames; environments that start an episode are padded with their first frame."""
-        assert self._frames is not None
-        self._frames[:, :-1] = self._frames[:, 1:]
-        self._frames[:, -1] = frames
-        self._frames[starts] = frames[starts, None]
-        if starts.any():
-            self.planner.reset(np.flatnonzero(starts))
+    def _new_batch(self, batch: int) -> None:
+        """Plans and cursors for a new batch of ``batch`` environments (every one replans at once)."""
+        self._cursor = np.zeros(batch, dtype=np.int64)
+        self._plans = np.zeros((batch, self.planner.config.horizon, self.planner.action_size), np.float32)
+        self.planner.reset()
 
     def _push_proprio(self, observation: Observation, starts: np.ndarray, batch: int) -> None:
         """Append the observation's ``"proprio"`` entry [B, P] (if any) to the proprioception history; the
         first step of an episode fills its history (as the latents are filled)."""
         if not isinstance(observation, dict) or "proprio" not in observation:
             return
-        p = torch.as_tensor(np.asarray(observation["proprio"], np.float32).reshape(batch, -1), device=self.planner.device)
+        p = torch.as_tensor(
+            np.asarray(observation["proprio"], np.float32).reshape(batch, -1), device=self.planner.device
+        )
         c = self.context_steps
         if self._proprio is None or self._proprio.shape[0] != batch or self._proprio.shape[2] != p.shape[1]:
             self._proprio = p[:, None].repeat(1, c, 1)
@@ -205,8 +187,7 @@ class MPCAgent:
     def _push_latents(self, starts: np.ndarray) -> None:
         """Encode every environment's current step and append it to the latent history; environments that
         start an episode get a history of their first latent and zero actions."""
-        assert self._frames is not None
-        z = self._encode(self._frames)  # (B, K, D)
+        z = self._encode(self._history.clips())  # (B, K, D)
         batch, c = len(z), self.context_steps
         if self._latents is None or self._latents.shape[0] != batch or self._latents.shape[2:] != z.shape[1:]:
             self._latents = z[:, None].repeat(1, c, 1, 1)
@@ -220,7 +201,7 @@ class MPCAgent:
 
     def _replan(self, rows: np.ndarray, observation: Observation) -> None:
         """Encode the histories of ``rows``, plan for them at once, store their plans."""
-        assert self._frames is not None and self._plans is not None and self._cursor is not None
+        assert self._plans is not None and self._cursor is not None
         start = time.perf_counter()
         with torch.inference_mode():
             past = None
@@ -230,8 +211,8 @@ class MPCAgent:
                 z = history[:, -1]
                 past = torch.from_numpy(self._taken[rows]).to(self.planner.device)
             else:
-                z = history = self._encode(self._frames[rows])  # (b, K, D)
-            z_goal = self._goal_latents(rows, len(self._frames))
+                z = history = self._encode(self._history.clips()[rows])  # (b, K, D)
+            z_goal = self._goal_latents(rows, len(self._cursor))
             prior = self._prior_actions(observation, rows)
             proprio = None
             if self._proprio is not None:
@@ -246,12 +227,12 @@ class MPCAgent:
         self.last_plan_ms = (time.perf_counter() - start) * 1000.0
 
     def _encode(self, clips: np.ndarray) -> torch.Tensor:
-        """``model.encode`` of uint8 clips ``[B, T, H, W, C]`` -> ``[B, K, D]`` on the planner's device."""
+        """``model.encode_last`` of uint8 clips ``[B, T, H, W, C]`` -> ``[B, K, D]`` on the planner's device."""
         with torch.inference_mode():
-            z = self.model.encode(torch.from_numpy(np.ascontiguousarray(clips)).to(self.planner.device))
+            z = self.model.encode_last(torch.from_numpy(np.ascontiguousarray(clips)).to(self.planner.device))
         if z.ndim != 3 or z.shape[0] != clips.shape[0]:
             raise ValueError(
-                f"model.encode must return [B, K, D] with B={clips.shape[0]}, got {tuple(z.shape)}"
+                f"model.encode_last must return [B, K, D] with B={clips.shape[0]}, got {tuple(z.shape)}"
             )
         return z
 

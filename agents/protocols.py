@@ -1,7 +1,7 @@
 """The small interfaces that planners and agents depend on, so any model with these verbs plugs in.
 
 The real world model satisfies `WorldModelLike` (and `RewardModelLike` where a reward head was
-trained); in tests a few lines of analytic code (``z`` = position, ``rollout`` = cumulative sum of
+trained); in tests a few lines of analytic code (``encode_last`` = position, ``rollout`` = cumulative sum of
 the actions) stand in for it.
 
 Shape letters: B batch, T time, H horizon, K tokens per step, D width, A action size, P prior
@@ -18,9 +18,9 @@ import torch
 
 @runtime_checkable
 class WorldModelLike(Protocol):
-    """What a planner needs from a world model: encode a frame history, roll latents forward."""
+    """What a planner needs from a world model: the current latent of a frame history, latents rolled forward."""
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+    def encode_last(self, frames: torch.Tensor) -> torch.Tensor:
         """Latent of the last step of each history: uint8 frames ``[B, T, H, W, C]`` -> ``[B, K, D]``.
 
         The agents hand over a uint8 tensor; a model may accept numpy arrays as well.

@@ -23,7 +23,6 @@ Shape letters: B batch, T frames of history, H, W, C image, K tokens a step, D w
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import zipfile
@@ -45,16 +44,9 @@ from stable_baselines3.common.preprocessing import (
 )
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
-from torchwm.envs.latent import EncoderView, FrameHistory, encoder_view
-from torchwm.wm.checkpoint import read_config, resolve_checkpoint
-from torchwm.wm.config import JEPAConfig
-from torchwm.wm.encoders import VisionEncoder, prepare_frames
-from torchwm.wm.jepa import JEPA
-from torchwm.wm.trainer import JEPAAgent
+from torchwm.wm.latent_encoder import EncoderSource, FrameHistory, LatentEncoder, latent_encoder
 from torchwm.wm.world_model import WorldModel
 
-EncoderSource = WorldModel | JEPAAgent | JEPA | str | os.PathLike
-"""A world model, a JEPA (agent or module), or a checkpoint (or run) directory of either."""
 PixelScale = Literal["unit", "byte"]
 """How SB3 hands over image observations: ``unit`` in [0, 1] (``normalize_images=True``), ``byte`` in [0, 255]."""
 
@@ -63,69 +55,12 @@ __all__ = [
     "JEPACombinedExtractor",
     "JEPAFeaturesExtractor",
     "LatentPolicyPrior",
-    "PixelEncoder",
     "PixelScale",
     "load_sb3",
-    "pixel_encoder",
 ]
 
 
 # --- the encoder -------------------------------------------------------------------------------------
-class PixelEncoder(nn.Module):
-    """uint8 frames ``[B, T, H, W, C]`` -> the latent of the last step ``[B, K, D]``.
-
-    A copy of a model's encoder (the EMA target, whose latents the dynamics and the wrappers use) and, for a
-    world model, its latent head: the same computation as `envs.latent.encoder_view`, with gradients when
-    its parameters require them.
-    """
-
-    def __init__(
-        self, encoder: VisionEncoder, head: nn.Module | None, cfg: JEPAConfig, window: int, k: int, d: int
-    ) -> None:
-        super().__init__()
-        self.encoder, self.head = encoder, head
-        self.image_size, self.in_channels = cfg.image_size, cfg.in_channels
-        self.window, self.k, self.d = window, k, d
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        clips = prepare_frames(frames, self.image_size)  # (B, T, C, S, S)
-        tokens = self.encoder(clips)[:, -self.encoder.tokens_per_step :]  # (B, g*g, De) of the last step
-        return tokens if self.head is None else self.head(tokens)  # (B, K, D)
-
-
-def pixel_encoder(source: EncoderSource, device: str = "cpu") -> PixelEncoder:
-    """A `PixelEncoder` copied out of a world model, a JEPA, or a checkpoint of either (the source is untouched)."""
-    if isinstance(source, str | os.PathLike):
-        ckpt = resolve_checkpoint(os.fspath(source))
-        kind = read_config(ckpt).get("kind")
-        if kind == "world_model":
-            return pixel_encoder(WorldModel.from_pretrained(ckpt, device))
-        if kind == "jepa":
-            return pixel_encoder(JEPAAgent.from_pretrained(ckpt, device))
-        raise ValueError(f"{ckpt} holds a {kind!r} checkpoint; expected kind 'world_model' or 'jepa'")
-    if isinstance(source, WorldModel):
-        encoder = source.target_encoder if source.target_encoder is not None else source.encoder
-        head = copy.deepcopy(source.target_head)
-        return PixelEncoder(
-            copy.deepcopy(encoder), head, source.jepa_cfg, source.window, source.k, source.spec.latent_dim
-        )
-    if isinstance(source, JEPAAgent):
-        if source.model is None:
-            raise ValueError(
-                "this JEPAAgent has no model: train it or load one with JEPAAgent.from_pretrained"
-            )
-        source = source.model
-    if isinstance(source, JEPA):
-        cfg = source.cfg
-        window = cfg.num_frames if cfg.encoder == "temporal" else 1
-        return PixelEncoder(
-            copy.deepcopy(source.target_encoder), None, cfg, window, cfg.grid_size**2, cfg.embed_dim
-        )
-    raise TypeError(
-        f"checkpoint must be a WorldModel, a JEPAAgent, a JEPA or a checkpoint path, got {type(source).__name__}"
-    )
-
-
 def observation_frames(
     obs: torch.Tensor, channels_first: bool, scale: PixelScale, window: int
 ) -> torch.Tensor:
@@ -136,7 +71,7 @@ def observation_frames(
     return rearrange(frames, pattern).expand(-1, window, -1, -1, -1)  # a temporal encoder sees a still clip
 
 
-def _check_image_space(space: spaces.Space, encoder: PixelEncoder, name: str) -> bool:
+def _check_image_space(space: spaces.Space, encoder: LatentEncoder, name: str) -> bool:
     """Whether ``space`` is channels first; a ValueError naming what fits unless it is an image the encoder takes."""
     if not isinstance(space, spaces.Box) or len(space.shape) != 3:
         raise ValueError(f"{name} must be an image Box [C, H, W] or [H, W, C], got {space}")
@@ -159,7 +94,7 @@ class _EncoderExtractor(BaseFeaturesExtractor):
             raise ValueError(f"pixel_scale must be 'unit' or 'byte', got {pixel_scale!r}")
         if not isinstance(features_dim, int) or features_dim < 0:
             raise ValueError(f"features_dim must be an int >= 0 (0: the flat latent), got {features_dim!r}")
-        self.encoder = pixel_encoder(checkpoint)
+        self.encoder = latent_encoder(checkpoint, copy_weights=True)
         self.fine_tune, self.pixel_scale = fine_tune, pixel_scale
         self.encoder.requires_grad_(fine_tune)
         self.encoder.train(False)
@@ -316,17 +251,19 @@ class LatentPolicyPrior:
     ) -> None:
         self.policy = load_sb3(policy, device) if isinstance(policy, str | os.PathLike) else policy
         source = os.fspath(world_model) if isinstance(world_model, os.PathLike) else world_model
-        self.view: EncoderView = encoder_view(source, device)
+        self.encoder = latent_encoder(source, device)
         self.observation_space = self.policy.observation_space
         self.action_space = self.policy.action_space
-        self._keys = _policy_keys(self.observation_space, self.view)
-        self._history: FrameHistory | None = None
+        self._keys = _policy_keys(self.observation_space, self.encoder)
+        self._history = FrameHistory(0, self.encoder.window)
         self._goal: np.ndarray | None = None  # (G, K, D)
 
     def set_goal(self, goal_frames: np.ndarray) -> None:
         """Goal image(s) ``[H, W, C]`` (every environment) or ``[G, H, W, C]`` (one each), uint8."""
         frames = _frame_batch(goal_frames, "goal_frames")
-        self._goal = self.view.encode(np.repeat(frames[:, None], self.view.window, axis=1))  # a still clip
+        self._goal = self.encoder.encode_numpy(
+            np.repeat(frames[:, None], self.encoder.window, axis=1)
+        )  # a still clip
 
     def predict(
         self,
@@ -341,31 +278,12 @@ class LatentPolicyPrior:
             self.set_goal(observation["goal_pixels"])
         single = np.ndim(pixels) == 3
         frames = _frame_batch(pixels, "observation")
-        z = self.view.encode(self._push(frames, episode_start))  # (B, K, D)
+        self._history.observe(frames, episode_start)
+        z = self.encoder.encode_numpy(self._history.clips())  # (B, K, D)
         actions, state = self.policy.predict(
             self._policy_observation(z, frames), state, episode_start, deterministic
         )
         return (actions[0] if single else actions), state
-
-    def _push(self, frames: np.ndarray, episode_start: np.ndarray | None) -> np.ndarray:
-        """Append the frames to the history; restart it for new episodes. Returns the clips [B, window, H, W, C]."""
-        history = self._history
-        if (
-            history is None
-            or history.buffer.shape[0] != len(frames)
-            or history.buffer.shape[2:] != frames.shape[1:]
-        ):
-            self._history = history = FrameHistory(len(frames), self.view.window, frames.shape[1:])
-            starts = np.ones(len(frames), dtype=bool)
-        else:
-            starts = (
-                np.zeros(len(frames), dtype=bool)
-                if episode_start is None
-                else np.asarray(episode_start, bool)
-            )
-        history.push(frames)
-        history.reset(frames, starts.reshape(-1))
-        return history.clips()
 
     def _policy_observation(self, z: np.ndarray, frames: np.ndarray) -> Any:
         space = self.observation_space
@@ -395,9 +313,9 @@ class LatentPolicyPrior:
         return np.broadcast_to(self._goal, (batch, *self._goal.shape[1:]))
 
 
-def _policy_keys(space: gym.Space, view: EncoderView) -> list[str]:
+def _policy_keys(space: gym.Space, encoder: LatentEncoder) -> list[str]:
     """The entries of a latent policy's Dict observation (empty for a Box), checked against the encoder."""
-    latent = view.k * view.d
+    latent = encoder.k * encoder.d
     if isinstance(space, spaces.Box):
         if int(np.prod(space.shape or ())) != latent:
             raise ValueError(

@@ -7,7 +7,7 @@ Further timings (wrappers) add their own `bench_*` function and records to `main
 `bench_latent_wrapper` (records with ``"benchmark": "latent_wrapper"``) times `LatentObservationWrapper`
 alone and `VectorLatentObservationWrapper` over a sync vector of 8, against what they cannot avoid,
 measured in the same run on the same actions: the bare env's (or bare vector's) step and the encoder's
-own batched forward (`EncoderView.encode`: normalise, ViT, latent head) on one batch of histories of the
+own batched forward (`LatentEncoder.encode_numpy`: normalise, ViT, latent head) on one batch of histories of the
 same size. ``overhead_pct`` is the wrapper's time a step beyond those two, over those two (target: at
 most 10). The three are called in turn, one step each, for ``--rounds`` rounds and each time is the
 median of its steps: an RL loop alternates the env and the encoder, and each runs slower so (cold
@@ -36,11 +36,11 @@ import torchwm.envs  # noqa: F401  (registers the built-in ids)
 from torchwm.envs.latent import (
     LatentObservationWrapper,
     VectorLatentObservationWrapper,
-    encoder_view,
     frame_space,
 )
 from torchwm.envs.registration import BUILTIN_ENVS, TWO_ROOMS_ID
 from torchwm.wm.config import JEPAConfig
+from torchwm.wm.latent_encoder import latent_encoder
 from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "env_throughput.json"
@@ -129,7 +129,7 @@ def bench_latent_wrapper(
     torch.manual_seed(0)
     model = WorldModel(JEPAConfig.preset("tiny", **WRAPPER_MODELS[model_name]), WorldModelSpec(action_dim=2))
     model = model.to(device).eval()
-    view = encoder_view(model)
+    view = latent_encoder(model)
     bare: gym.Env | gym.vector.VectorEnv
     wrapped: LatentObservationWrapper | VectorLatentObservationWrapper
     if num_envs == 1:
@@ -145,7 +145,7 @@ def bench_latent_wrapper(
     clips = np.random.default_rng(0).integers(0, 256, (num_envs, view.window, *frame_shape), dtype=np.uint8)
     steps = {
         "env": _stepper(bare, actions),
-        "encode": lambda: view.encode(clips),
+        "encode": lambda: view.encode_numpy(clips),
         "wrapper": _stepper(wrapped, actions),
     }
     ms = median_ms_interleaved(steps, rounds)

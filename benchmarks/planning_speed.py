@@ -175,8 +175,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     assert isinstance(env.action_space, gym.spaces.Box)
     low, high = env.action_space.low, env.action_space.high
     obs, info = env.reset(seed=cfg.seed)
-    z = model.encode(torch.from_numpy(np.asarray(obs))[None, None])  # (1, K, D): the last step's latent
-    goal = model.encode(torch.from_numpy(np.asarray(info["goal_frame"]))[None, None])
+    z = model.encode_last(torch.from_numpy(np.asarray(obs))[None, None])  # (1, K, D): the last step's latent
+    goal = model.encode_last(torch.from_numpy(np.asarray(info["goal_frame"]))[None, None])
     rate = matmul_gflop_s()
     rows = timed_rows(model, cfg, args, z, goal, low, high, rate)
     rivals = {"eager": make_planner(model, cfg.planners[0], cfg, low, high)}
@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.against:
         other = PlanningModel(WorldModel.from_pretrained(args.against))
         other_cfg = benchmark_config_for(args.against)
-        pair = (other.encode(torch.from_numpy(np.asarray(obs))[None, None]),
-                other.encode(torch.from_numpy(np.asarray(info["goal_frame"]))[None, None]), args.against_context)  # fmt: skip
+        pair = (other.encode_last(torch.from_numpy(np.asarray(obs))[None, None]),
+                other.encode_last(torch.from_numpy(np.asarray(info["goal_frame"]))[None, None]), args.against_context)  # fmt: skip
         rivals["against_eager"] = make_planner(other, other_cfg.planners[0], other_cfg, low, high)
         inputs["against_eager"] = pair
         rows["against"] = {"checkpoint": str(args.against), "context_steps": args.against_context,

@@ -212,7 +212,7 @@ def pooled_split(model: WorldModel, frames: list[np.ndarray]) -> list[torch.Tens
 @torch.inference_mode()
 def token_split(agent: JEPAAgent, frames: list[np.ndarray]) -> list[torch.Tensor]:
     """The JEPA target encoder's patch tokens [L+1, N, De] of each episode."""
-    return [agent.encode(f) for f in frames]
+    return [agent.encode(f[None])[0] for f in frames]
 
 
 def every(items: list[np.ndarray], stride: int) -> list[np.ndarray]:

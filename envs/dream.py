@@ -40,7 +40,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-from torchwm.envs.latent import encoder_view
+from torchwm.wm.latent_encoder import latent_encoder
 from torchwm.wm.rollouts import RolloutClips
 from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
@@ -100,8 +100,8 @@ def encoded_starts(
     steps: (float32 ``[N, K, D]``, float32 ``[N, P]`` or None)."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    view = encoder_view(model)
-    clips = RolloutClips(root, num_frames=view.window, image_size=view.image_size)
+    encoder = latent_encoder(model)
+    clips = RolloutClips(root, num_frames=encoder.window, image_size=encoder.image_size)
     dims = _proprio_dims(model)
     if dims and any(e.states is None for e in clips.episodes):
         raise ValueError(
@@ -115,7 +115,7 @@ def encoded_starts(
     for chunk in np.array_split(picks, max(1, len(picks) // 64)):
         items = [clips[int(i)] for i in chunk]
         frames = np.stack([it["frames"].numpy() for it in items])  # (b, window, H, W, C)
-        out.append(view.encode(frames))  # (b, K, D)
+        out.append(encoder.encode_numpy(frames))  # (b, K, D)
         if dims:
             proprio.append(np.stack([it["states"][-1, list(dims)].numpy() for it in items]))  # (b, P)
     latents = np.concatenate(out).astype(np.float32)

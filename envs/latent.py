@@ -5,8 +5,8 @@
 Frames come from the observation when it is an image, otherwise from ``env.render()``; gymnasium's own
 `AddRenderObservation` and `ResizeObservation` are composed for that (`pixel_env`), so the history the
 wrapper keeps holds frames no larger than the model's ``image_size``. The model (a `WorldModel`, a
-`JEPAAgent`, or the path of either's checkpoint) is reduced to one `EncoderView`, so both are encoded by
-the same code: one batched call under `torch.inference_mode()` per step, for one environment
+`JEPAAgent`, or the path of either's checkpoint) is reduced to one `torchwm.wm.latent_encoder.LatentEncoder`, so
+both are encoded by the same code: one batched call under `torch.inference_mode()` per step, for one environment
 (`LatentObservationWrapper`) or for every sub-environment of a vector environment
 (`VectorLatentObservationWrapper`).
 """
@@ -16,13 +16,11 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from copy import deepcopy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
@@ -30,8 +28,7 @@ from gymnasium.vector.utils import batch_space
 from gymnasium.wrappers import AddRenderObservation, ResizeObservation
 from gymnasium.wrappers import vector as vector_wrappers
 from torchwm.envs.pixels import proprio_entries
-from torchwm.wm.checkpoint import read_config, resolve_checkpoint
-from torchwm.wm.encoders import prepare_frames
+from torchwm.wm.latent_encoder import FrameHistory, LatentEncoder, latent_encoder
 from torchwm.wm.trainer import JEPAAgent
 from torchwm.wm.world_model import WorldModel
 
@@ -39,96 +36,6 @@ ModelSource = WorldModel | JEPAAgent | str | Path
 """What the wrappers accept as a model: a world model, a JEPA agent, or a checkpoint (or run) directory."""
 FrameSource = Literal["auto", "observation", "render"]
 """Where frames come from: ``auto`` takes an image observation if there is one, else ``env.render()``."""
-
-
-# --- the encoder view ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class EncoderView:
-    """One interface over a world model or a JEPA: frames [B, window, H, W, C] uint8 -> latent [B, K, D]."""
-
-    encode: Callable[[np.ndarray], np.ndarray]
-    """uint8 frames [B, window, H, W, C] (oldest first) -> float32 latents [B, K, D] of the last frame."""
-    window: int
-    """Frames of history the encoder sees for one step."""
-    k: int
-    """K, tokens a step."""
-    d: int
-    """D, the width of a token."""
-    image_size: int
-    """Side of the square frames the model resizes its input to."""
-    in_channels: int
-    """C, colour channels of the frames the model takes."""
-    patch_size: int
-    """Side of one patch in pixels (frames smaller than this carry less than one patch)."""
-    name: str
-    """What the model is, for error messages."""
-
-
-def encoder_view(model: ModelSource, device: str = "cpu") -> EncoderView:
-    """The `EncoderView` of a world model, a JEPA agent, or a checkpoint of either (loaded onto ``device``)."""
-    if isinstance(model, WorldModel):
-        return _world_model_view(model, "world model")
-    if isinstance(model, JEPAAgent):
-        return _jepa_view(model, "JEPA")
-    if isinstance(model, str | Path):
-        ckpt = resolve_checkpoint(model)
-        kind = read_config(ckpt).get("kind")
-        if kind == "world_model":
-            return _world_model_view(WorldModel.from_pretrained(ckpt, device), f"world model checkpoint {ckpt}")
-        if kind == "jepa":
-            return _jepa_view(JEPAAgent.from_pretrained(ckpt, device), f"JEPA checkpoint {ckpt}")
-        raise ValueError(f"{ckpt} holds a {kind!r} checkpoint; expected kind 'world_model' or 'jepa'")
-    raise TypeError(
-        f"model must be a WorldModel, a JEPAAgent or a checkpoint path, got {type(model).__name__}"
-    )
-
-
-def _world_model_view(model: WorldModel, name: str) -> EncoderView:
-    """The latent z of a world model's last step: ``model.encode(frames)[:, -1]``, computing that step only."""
-    cfg = model.jepa_cfg
-    encoder = model.target_encoder if model.target_encoder is not None else model.encoder
-
-    def encode(frames: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            # (B, window, C, S, S): one clip ending at the last frame
-            clips = prepare_frames(torch.from_numpy(frames).to(model.device), cfg.image_size)
-            # the last step's patch tokens (B, g*g, De)
-            tokens = encoder(clips)[:, -encoder.tokens_per_step :]
-            return model.target_head(tokens).float().cpu().numpy()  # (B, K, D)
-
-    return EncoderView(
-        encode=encode,
-        window=model.window,
-        k=model.k,
-        d=model.spec.latent_dim,
-        image_size=cfg.image_size,
-        in_channels=cfg.in_channels,
-        patch_size=cfg.patch_size,
-        name=name,
-    )
-
-
-def _jepa_view(agent: JEPAAgent, name: str) -> EncoderView:
-    """The patch tokens of a JEPA's last time step: ``agent.encode(frames)[:, -1]``."""
-    cfg = agent.cfg
-    if agent.model is None:
-        raise ValueError(
-            "this JEPAAgent has no model: train it, or load one with JEPAAgent.from_pretrained(dir)"
-        )
-
-    def encode(frames: np.ndarray) -> np.ndarray:
-        return agent.encode(torch.from_numpy(frames))[:, -1].float().cpu().numpy()  # (B, K, D)
-
-    return EncoderView(
-        encode=encode,
-        window=cfg.num_frames if cfg.encoder == "temporal" else 1,
-        k=cfg.grid_size**2,
-        d=cfg.embed_dim,
-        image_size=cfg.image_size,
-        in_channels=cfg.in_channels,
-        patch_size=cfg.patch_size,
-        name=name,
-    )
 
 
 # --- frames ------------------------------------------------------------------------------------------
@@ -213,12 +120,12 @@ def pixel_env(
     return env
 
 
-def check_frames_fit(shape: tuple[int, ...], view: EncoderView) -> None:
+def check_frames_fit(shape: tuple[int, ...], encoder: LatentEncoder) -> None:
     """Raise a ValueError that says what would fit unless frames of ``shape`` fit the encoder."""
-    c, s = view.in_channels, view.image_size
+    c, s = encoder.in_channels, encoder.image_size
     wanted = f"uint8 frames [H, W, {c}] (any H, W: resized to {s}x{s})"
     if len(shape) != 3:
-        raise ValueError(f"the {view.name} takes {wanted}; the environment gives frames of shape {shape}")
+        raise ValueError(f"the {encoder.name} takes {wanted}; the environment gives frames of shape {shape}")
     if shape[-1] != c:
         if shape[0] == c and shape[-1] not in (1, 3, 4):
             hint = "; they look channels-first: give [H, W, C] frames (channels last)"
@@ -227,59 +134,27 @@ def check_frames_fit(shape: tuple[int, ...], view: EncoderView) -> None:
         else:
             hint = f"; use a model trained on {shape[-1]}-channel frames (in_channels={shape[-1]})"
         raise ValueError(
-            f"the {view.name} takes {wanted}, but the environment gives frames of shape {shape} "
+            f"the {encoder.name} takes {wanted}, but the environment gives frames of shape {shape} "
             f"({shape[-1]} channels){hint}"
         )
-    if min(shape[:2]) < view.patch_size:
+    if min(shape[:2]) < encoder.patch_size:
         raise ValueError(
-            f"the {view.name} takes {wanted} of at least one {view.patch_size}x{view.patch_size} patch, "
+            f"the {encoder.name} takes {wanted} of at least one {encoder.patch_size}x{encoder.patch_size} patch, "
             f"but the environment gives {shape[0]}x{shape[1]} frames; render larger frames"
         )
 
 
-class FrameHistory:
-    """The last ``window`` frames of N environments, for the temporal encoder.
-
-    A ring with one write position shared by all environments (they step together); an environment that
-    resets has every slot filled with its first frame, which pads its history as the model pads a clip.
-    """
-
-    def __init__(self, num_envs: int, window: int, frame_shape: tuple[int, ...]) -> None:
-        self.window = window
-        self.buffer = np.zeros((num_envs, window, *frame_shape), dtype=np.uint8)  # (N, window, H, W, C)
-        self.newest = 0
-
-    def reset(self, frames: np.ndarray, mask: np.ndarray | None = None) -> None:
-        """Restart the history of the environments in ``mask`` (all if None) at frames [N, H, W, C]."""
-        if mask is None:
-            self.buffer[:] = frames[:, None]
-        else:
-            self.buffer[mask] = frames[mask][:, None]
-
-    def push(self, frames: np.ndarray) -> None:
-        """Append one frame [N, H, W, C] to every environment's history, dropping the oldest."""
-        self.newest = (self.newest + 1) % self.window
-        self.buffer[:, self.newest] = frames
-
-    def clips(self) -> np.ndarray:
-        """The histories, oldest frame first: uint8 [N, window, H, W, C]."""
-        if self.window == 1:
-            return self.buffer
-        order = (self.newest + 1 + np.arange(self.window)) % self.window
-        return self.buffer[:, order]
-
-
-def latent_space(view: EncoderView, flatten: bool) -> spaces.Box:
+def latent_space(encoder: LatentEncoder, flatten: bool) -> spaces.Box:
     """Box of one latent: float32 [K * D] if ``flatten`` else [K, D], unbounded."""
-    shape = (view.k * view.d,) if flatten else (view.k, view.d)
+    shape = (encoder.k * encoder.d,) if flatten else (encoder.k, encoder.d)
     return spaces.Box(-np.inf, np.inf, shape, np.float32)
 
 
 def _observation_space(
-    view: EncoderView, frames: spaces.Box, flatten: bool, pixels: bool, goal: bool, proprio: int = 0
+    encoder: LatentEncoder, frames: spaces.Box, flatten: bool, pixels: bool, goal: bool, proprio: int = 0
 ) -> spaces.Dict:
     """``Dict(latent, [pixels], [goal_latent], [proprio])`` for one environment."""
-    latent = latent_space(view, flatten)
+    latent = latent_space(encoder, flatten)
     out: dict[str, spaces.Space] = {"latent": latent}
     if pixels:
         out["pixels"] = frames
@@ -370,15 +245,17 @@ class LatentObservationWrapper(
         self.proprio = tuple(int(i) for i in proprio)
         space = env.observation_space
         self._state_tap = (
-            _LastObservation(env) if self.proprio and isinstance(space, spaces.Box) and len(space.shape) == 1 else None
+            _LastObservation(env)
+            if self.proprio and isinstance(space, spaces.Box) and len(space.shape) == 1
+            else None
         )
-        # AddRenderObservation renders a first frame here, before a checkpoint is loaded (see encoder_view)
+        # AddRenderObservation renders a first frame here, before a checkpoint is loaded
         framed = image_env(env if self._state_tap is None else self._state_tap, source)
-        self.view = encoder_view(model, device)
-        check_frames_fit(frame_space(framed).shape, self.view)
+        self.encoder = latent_encoder(model, device)
+        check_frames_fit(frame_space(framed).shape, self.encoder)
         self._frame_transform: Callable[[np.ndarray], np.ndarray] | None = None
-        if _wants_resize(frame_space(framed).shape, self.view.image_size, resize):
-            framed = ResizeObservation(framed, (self.view.image_size, self.view.image_size))
+        if _wants_resize(frame_space(framed).shape, self.encoder.image_size, resize):
+            framed = ResizeObservation(framed, (self.encoder.image_size, self.encoder.image_size))
             self._frame_transform = framed.observation  # for goal frames
         super().__init__(framed)
         # Frames need rgb_array renders, or observations that some environments (gym-pusht) only give in that
@@ -388,9 +265,9 @@ class LatentObservationWrapper(
         self._source_env = env
         self.flatten, self.pixels, self.goal = flatten, pixels, goal
         self.observation_space = _observation_space(
-            self.view, frame_space(framed), flatten, pixels, goal, len(self.proprio)
+            self.encoder, frame_space(framed), flatten, pixels, goal, len(self.proprio)
         )
-        self._history = FrameHistory(1, self.view.window, frame_space(framed).shape)
+        self._history = FrameHistory(1, self.encoder.window, frame_space(framed).shape)
         self._goal_latent: np.ndarray | None = None
 
     @property
@@ -429,8 +306,8 @@ class LatentObservationWrapper(
         """Encode the history (and a new goal frame [1, H, W, C], in the same call) into the observation."""
         clips = self._history.clips()
         if goal_frame is not None:  # the goal as a clip of one still frame
-            clips = np.concatenate([clips, np.repeat(goal_frame[:, None], self.view.window, axis=1)])
-        latents = self.view.encode(clips)  # (1 or 2, K, D)
+            clips = np.concatenate([clips, np.repeat(goal_frame[:, None], self.encoder.window, axis=1)])
+        latents = self.encoder.encode_numpy(clips)  # (1 or 2, K, D)
         if goal_frame is not None:
             self._goal_latent = self._shape(latents[1]).copy()
         obs = {"latent": self._shape(latents[0])}
@@ -476,7 +353,7 @@ class VectorLatentObservationWrapper(VectorWrapper):
                 "VectorLatentObservationWrapper supports autoreset_mode NEXT_STEP (the default) or DISABLED, "
                 "not SAME_STEP (its final observations sit in infos, unencoded)"
             )
-        self.view = encoder_view(model, device)
+        self.encoder = latent_encoder(model, device)
         if not is_image_space(env.single_observation_space):
             raise ValueError(
                 f"VectorLatentObservationWrapper needs sub-environments that observe uint8 images [H, W, C], got "
@@ -484,19 +361,19 @@ class VectorLatentObservationWrapper(VectorWrapper):
                 "vectorization_mode='sync', render_mode='rgb_array', wrappers=[envs.latent.pixel_env])"
             )
         frames = frame_space(env)
-        check_frames_fit(frames.shape, self.view)
+        check_frames_fit(frames.shape, self.encoder)
         self._frame_transform: Callable[[np.ndarray], np.ndarray] | None = None
-        if _wants_resize(frames.shape, self.view.image_size, resize):
-            env = vector_wrappers.ResizeObservation(env, (self.view.image_size, self.view.image_size))
+        if _wants_resize(frames.shape, self.encoder.image_size, resize):
+            env = vector_wrappers.ResizeObservation(env, (self.encoder.image_size, self.encoder.image_size))
             self._frame_transform = env.wrapper.observation
         super().__init__(env)
         self.flatten, self.pixels, self.goal = flatten, pixels, goal
         self.proprio = tuple(int(i) for i in proprio)
         self.single_observation_space = _observation_space(
-            self.view, frame_space(env), flatten, pixels, goal, len(self.proprio)
+            self.encoder, frame_space(env), flatten, pixels, goal, len(self.proprio)
         )
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self._history = FrameHistory(self.num_envs, self.view.window, frame_space(env).shape)
+        self._history = FrameHistory(self.num_envs, self.encoder.window, frame_space(env).shape)
         self._goal_latents: np.ndarray | None = None
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
 
@@ -532,12 +409,14 @@ class VectorLatentObservationWrapper(VectorWrapper):
         clips = self._history.clips()  # (N, window, H, W, C)
         new_goals = self.goal and bool(restarted.any())
         if new_goals:
-            goal_clips = np.repeat(self._goal_frames(infos, restarted)[:, None], self.view.window, axis=1)
+            goal_clips = np.repeat(self._goal_frames(infos, restarted)[:, None], self.encoder.window, axis=1)
             clips = np.concatenate([clips, goal_clips])
-        latents = self.view.encode(clips)  # (N [+ restarted], K, D)
+        latents = self.encoder.encode_numpy(clips)  # (N [+ restarted], K, D)
         if new_goals:
             if self._goal_latents is None:
-                self._goal_latents = np.zeros((self.num_envs, self.view.k, self.view.d), dtype=np.float32)
+                self._goal_latents = np.zeros(
+                    (self.num_envs, self.encoder.k, self.encoder.d), dtype=np.float32
+                )
             self._goal_latents[restarted] = latents[self.num_envs :]
         obs = {"latent": self._shape(latents[: self.num_envs])}
         if self.pixels:
@@ -601,5 +480,7 @@ def make_latent_env(
         )
     if data.frame_skip > 1:
         env = ActionRepeat(env, data.frame_skip)
-    wrapper.setdefault("proprio", data.proprio)  # what a model trained with --proprio takes beside the latents
+    wrapper.setdefault(
+        "proprio", data.proprio
+    )  # what a model trained with --proprio takes beside the latents
     return LatentObservationWrapper(env, model, **wrapper)

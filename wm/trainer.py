@@ -85,20 +85,17 @@ class JEPAAgent:
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 frames [T, H, W, C] or [B, T, H, W, C] -> latents [(B,) T', K, D] from the target encoder.
+        """uint8 frames [B, T, H, W, C] -> latents [B, T', K, D] from the target encoder, one per encoded step.
 
         T' = T / tubelet_size time steps, K = (image_size / patch_size)² tokens a step.
         """
         if self.model is None:
             raise RuntimeError("this agent has no model yet: call train() or JEPAAgent.from_pretrained(dir)")
         x = torch.as_tensor(frames)
-        single = x.ndim == 4
-        x = x.unsqueeze(0) if single else x
-        if x.ndim != 5 or x.shape[-1] != self.cfg.in_channels:
-            raise ValueError(
-                f"expected uint8 frames [T, H, W, {self.cfg.in_channels}] or [B, T, H, W, {self.cfg.in_channels}], "
-                f"got shape {tuple(x.shape)}"
-            )
+        c = self.cfg.in_channels
+        if x.ndim != 5 or x.shape[-1] != c:
+            hint = " (one clip [T, H, W, C]: add a batch axis, frames[None])" if x.ndim == 4 else ""
+            raise ValueError(f"expected uint8 frames [B, T, H, W, {c}], got shape {tuple(x.shape)}{hint}")
         if x.shape[1] % self.cfg.tubelet_size:
             raise ValueError(
                 f"got {x.shape[1]} frames; expected a multiple of tubelet_size={self.cfg.tubelet_size}"
@@ -107,8 +104,7 @@ class JEPAAgent:
         clips = prepare_frames(x.to(device), self.cfg.image_size)
         tokens = self.model.target_encoder(clips)  # (B, T' * K, D)
         k = self.model.target_encoder.tokens_per_step
-        z = tokens.reshape(tokens.shape[0], -1, k, tokens.shape[-1])  # (B, T', K, D)
-        return z[0] if single else z
+        return tokens.reshape(tokens.shape[0], -1, k, tokens.shape[-1])  # (B, T', K, D)
 
     # --- training ---------------------------------------------------------------------------
     def training_loop(self) -> TrainingLoop:

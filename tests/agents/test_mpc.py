@@ -87,9 +87,9 @@ class FrameRecordingModel(CumsumModel):
         super().__init__()
         self.histories: list[np.ndarray] = []
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+    def encode_last(self, frames: torch.Tensor) -> torch.Tensor:
         self.histories.append(frames.numpy().copy())
-        return super().encode(frames)
+        return super().encode_last(frames)
 
 
 @pytest.mark.parametrize("planner", ["cem", "mppi"])

@@ -30,7 +30,7 @@ class CumsumModel:
         self.seen_actions: list[torch.Tensor] = []
         self.encoded_shapes: list[tuple[int, ...]] = []
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+    def encode_last(self, frames: torch.Tensor) -> torch.Tensor:
         frames = torch.as_tensor(frames)
         self.encoded_shapes.append(tuple(frames.shape))
         last = frames[:, -1, :, :, 0]  # (B, H, W)

@@ -13,6 +13,7 @@ from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from torchwm.envs.dream import LatentDreamEnv, LatentDreamVectorEnv, start_latents
 from torchwm.wm.config import JEPAConfig
+from torchwm.wm.latent_encoder import latent_encoder
 from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
 CHECKER_NOISE = [
@@ -191,7 +192,6 @@ def test_disabled_autoreset_restarts_the_masked_environments(model: WorldModel, 
 
 
 def test_start_latents_from_an_episode_directory(model: WorldModel, tmp_path: Path) -> None:
-    from torchwm.envs.latent import encoder_view
     from torchwm.envs.record import record
     from torchwm.wm.episodes import episode_frames, read_manifest
 
@@ -204,7 +204,7 @@ def test_start_latents_from_an_episode_directory(model: WorldModel, tmp_path: Pa
     assert every.shape == (12, 1, 16)  # 2 episodes x frames 0..5 (frame 6 ends the episode)
     name = read_manifest(root)["episodes"][0]["name"]
     frames = episode_frames(root, name, range(6), size=32)
-    np.testing.assert_allclose(every[:6], encoder_view(model).encode(frames[:, None]), atol=1e-5)
+    np.testing.assert_allclose(every[:6], latent_encoder(model).encode_numpy(frames[:, None]), atol=1e-5)
     env = LatentDreamEnv(model, root, num_start_frames=5)
     assert env.batch.starts.shape == (5, 1, 16)
 

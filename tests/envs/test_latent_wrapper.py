@@ -15,12 +15,12 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from torchwm.envs.latent import (
     LatentObservationWrapper,
     VectorLatentObservationWrapper,
-    encoder_view,
     pixel_env,
 )
 from torchwm.envs.registration import TWO_ROOMS_ID
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.jepa import JEPA
+from torchwm.wm.latent_encoder import latent_encoder
 from torchwm.wm.trainer import JEPAAgent
 from torchwm.wm.world_model import WorldModel, WorldModelSpec
 
@@ -120,9 +120,9 @@ def random_actions(space: gym.Space, steps: int, seed: int = 0) -> list:
 @pytest.mark.parametrize("encoder", ["spatial", "temporal"])
 def test_world_model_view_is_the_last_step_of_encode(encoder: str) -> None:
     model = tiny_world_model(encoder)
-    view = encoder_view(model)
+    view = latent_encoder(model)
     frames = np.random.default_rng(0).integers(0, 256, (3, view.window, 40, 48, 3), dtype=np.uint8)
-    latent = view.encode(frames)
+    latent = view.encode_numpy(frames)
     assert latent.dtype == np.float32 and latent.shape == (3, model.k, model.spec.latent_dim)
     np.testing.assert_allclose(latent, model.encode(frames)[:, -1].numpy(), atol=1e-6)
     assert view.window == model.window
@@ -131,11 +131,11 @@ def test_world_model_view_is_the_last_step_of_encode(encoder: str) -> None:
 def test_jepa_checkpoint_view_is_the_last_time_steps_tokens(tmp_path: Path) -> None:
     cfg = tiny_config("temporal")
     ckpt = JEPA(cfg).save_pretrained(tmp_path / "jepa")
-    view = encoder_view(ckpt)
+    view = latent_encoder(ckpt)
     frames = np.random.default_rng(1).integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8)
     expected = JEPAAgent.from_pretrained(ckpt).encode(frames)[:, -1].numpy()
     assert (view.window, view.k, view.d) == (4, cfg.grid_size**2, cfg.embed_dim)
-    np.testing.assert_allclose(view.encode(frames), expected, atol=1e-6)
+    np.testing.assert_allclose(view.encode_numpy(frames), expected, atol=1e-6)
 
 
 # ---- spaces, checkers, SB3 -------------------------------------------------------------------------
@@ -193,11 +193,20 @@ def test_push_t_passes_both_checkers(spatial_model: WorldModel) -> None:
     assert wrapped.observation_space["pixels"].shape == (32, 32, 3)  # 96x96 frames, resized
 
 
-def test_ppo_learns_on_latent_observations(spatial_model: WorldModel) -> None:
+def test_ppo_trains_on_latent_observations(spatial_model: WorldModel) -> None:
+    """PPO's MultiInputPolicy takes the wrapper's Dict of latents: two rollouts are collected, its weights move,
+    and it acts on a wrapped observation."""
     from stable_baselines3 import PPO
 
     env = LatentObservationWrapper(gym.make(TWO_ROOMS_ID), spatial_model, goal=True)
-    PPO("MultiInputPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu").learn(64)
+    model = PPO("MultiInputPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(64)
+    assert model.num_timesteps == 64
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+    obs, _ = env.reset(seed=3)
+    action, _ = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(action.astype(env.action_space.dtype))
 
 
 # ---- frame history and goals -----------------------------------------------------------------------
@@ -229,7 +238,7 @@ def test_goal_latent_is_the_encoded_goal_frame(temporal_model: WorldModel) -> No
     # standing on the goal, the frame is the goal frame: both latents are its encoding
     obs, info = env.reset(seed=3, options={"start": (0.8, 0.8), "goal": (0.8, 0.8)})
     assert info["goal_frame"].shape == (64, 64, 3)  # encoded at the size of the (resized) observations
-    still = env.view.encode(still_clip(obs["pixels"], env.view.window)).reshape(-1)
+    still = env.encoder.encode_numpy(still_clip(obs["pixels"], env.encoder.window)).reshape(-1)
     np.testing.assert_allclose(obs["goal_latent"], still, atol=1e-6)
     np.testing.assert_allclose(obs["latent"], still, atol=1e-6)
 
@@ -293,7 +302,7 @@ def test_vector_history_restarts_at_the_reset_frame(temporal_model: WorldModel) 
         _, _, _, truncated, _ = venv.step(actions)
     assert truncated.all()
     obs, *_ = venv.step(actions)  # NEXT_STEP: this step is the reset
-    fresh = venv.view.encode(np.stack([still_clip(f, venv.view.window)[0] for f in obs["pixels"]]))
+    fresh = venv.encoder.encode_numpy(np.stack([still_clip(f, venv.encoder.window)[0] for f in obs["pixels"]]))
     np.testing.assert_allclose(obs["latent"], fresh.reshape(2, -1), atol=1e-6)
 
 
@@ -306,7 +315,7 @@ def test_vector_reset_mask_restarts_only_the_masked_histories(temporal_model: Wo
     for _ in range(2):
         before, *_ = venv.step(np.ones((2, 2), dtype=np.float32))
     obs, _ = venv.reset(options={"reset_mask": np.array([True, False])})
-    fresh = venv.view.encode(still_clip(obs["pixels"][0], venv.view.window))
+    fresh = venv.encoder.encode_numpy(still_clip(obs["pixels"][0], venv.encoder.window))
     np.testing.assert_allclose(obs["latent"][0], fresh.reshape(-1), atol=1e-6)
     np.testing.assert_allclose(obs["latent"][1], before["latent"][1], atol=1e-6)  # untouched history
 
@@ -354,7 +363,7 @@ def test_frames_that_do_not_fit_the_model_are_refused(spatial_model: WorldModel)
         LatentObservationWrapper(
             gym.wrappers.ResizeObservation(gym.make(TWO_ROOMS_ID), (4, 4)), spatial_model
         )
-    with pytest.raises(TypeError, match="WorldModel, a JEPAAgent or a checkpoint path"):
+    with pytest.raises(TypeError, match="WorldModel, a JEPAAgent, a JEPA or a checkpoint path"):
         LatentObservationWrapper(gym.make(TWO_ROOMS_ID), object())  # type: ignore[arg-type]
 
 

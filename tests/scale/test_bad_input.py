@@ -250,7 +250,7 @@ def test_discrete_rollout_names_bad_choices(
 class Cumsum:
     """z is a position [B, 1, A]; each action moves it: rollout = cumulative sum of the actions."""
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+    def encode_last(self, frames: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def rollout(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -152,25 +152,23 @@ def test_resume_refuses_a_checkpoint_of_another_shape(trained: JEPAConfig) -> No
     assert JEPAAgent(fresh).train().steps == 2  # overwrite starts over
 
 
-def test_encode_a_clip_and_a_batch(trained: JEPAConfig) -> None:
+def test_encode_a_batch_of_clips(trained: JEPAConfig) -> None:
     agent = JEPAAgent.from_pretrained(trained.output_dir)
     rng = np.random.default_rng(0)
-    clip = rng.integers(0, 256, size=(4, 40, 48, 3), dtype=np.uint8)  # any frame size: the model resizes
-    z = agent.encode(clip)
-    # [T', K, D]: 4 frames / tubelet 2, (32 / 8)^2 tokens a step, width 32
-    assert z.shape == (2, 16, 32) and z.dtype == torch.float32
-    batch = rng.integers(0, 256, size=(3, 4, 40, 48, 3), dtype=np.uint8)
+    batch = rng.integers(0, 256, size=(3, 4, 40, 48, 3), dtype=np.uint8)  # any frame size: the model resizes
     zb = agent.encode(torch.from_numpy(batch))
-    assert zb.shape == (3, 2, 16, 32)
-    assert torch.allclose(agent.encode(batch[1]), zb[1], atol=1e-5)
+    # [B, T', K, D]: 4 frames / tubelet 2, (32 / 8)^2 tokens a step, width 32
+    assert zb.shape == (3, 2, 16, 32) and zb.dtype == torch.float32
+    assert torch.allclose(agent.encode(batch[1:2])[0], zb[1], atol=1e-5)  # a clip alone: as in the batch
 
 
 @pytest.mark.parametrize(
     ("shape", "match"),
     [
         ((40, 48, 3), "expected uint8 frames"),
-        ((4, 40, 48, 1), "expected uint8 frames"),
-        ((3, 32, 32, 3), "tubelet_size=2"),
+        ((4, 40, 48, 3), "add a batch axis"),
+        ((1, 4, 40, 48, 1), "expected uint8 frames"),
+        ((1, 3, 32, 32, 3), "tubelet_size=2"),
     ],
 )
 def test_encode_rejects_wrong_shapes(trained: JEPAConfig, shape: tuple[int, ...], match: str) -> None:
@@ -181,7 +179,7 @@ def test_encode_rejects_wrong_shapes(trained: JEPAConfig, shape: tuple[int, ...]
 
 def test_encode_needs_a_model(tiny_cfg: JEPAConfig) -> None:
     with pytest.raises(RuntimeError, match="from_pretrained"):
-        JEPAAgent(tiny_cfg).encode(np.zeros((4, 32, 32, 3), dtype=np.uint8))
+        JEPAAgent(tiny_cfg).encode(np.zeros((1, 4, 32, 32, 3), dtype=np.uint8))
 
 
 def test_from_pretrained_of_a_folder_without_checkpoints(tmp_path: Path) -> None:
@@ -197,7 +195,7 @@ def test_half_written_checkpoints_are_ignored(trained: JEPAConfig) -> None:
     shutil.copy(ckpt / "config.json", ckpt.parent / "step_00000010")
     assert latest_checkpoint(trained.output_dir) == ckpt
     agent = JEPAAgent.from_pretrained(trained.output_dir)
-    assert agent.encode(np.zeros((2, 32, 32, 3), np.uint8)).shape == (1, 16, 32)
+    assert agent.encode(np.zeros((1, 2, 32, 32, 3), np.uint8)).shape == (1, 1, 16, 32)
 
 
 def test_save_checkpoint_is_atomic_and_replaces_in_place(tmp_path: Path) -> None:
