@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -22,7 +22,15 @@ import torch
 from torchwm.agents.evaluate import RandomPolicy, evaluate
 from torchwm.agents.latent_model import PlanningModel
 from torchwm.agents.mpc import MPCAgent, greedy_one_step
-from torchwm.agents.planners import CEM, MPPI, CEMConfig, CostKind, CostOn, MPPIConfig, SamplingPlanner
+from torchwm.agents.planners import (
+    CEM,
+    MPPI,
+    CEMConfig,
+    CostKind,
+    CostOn,
+    MPPIConfig,
+    PlannerConfig,
+)
 from torchwm.agents.plotting import pyplot
 from torchwm.envs.action_repeat import ActionRepeat
 from torchwm.envs.goals import FunctionGoal, OfflineGoals, load_goal_function
@@ -33,10 +41,11 @@ from torchwm.envs.resolve import import_plugins
 from torchwm.wm.checkpoint import read_config, resolve_checkpoint
 from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.machine import machine_facts
+from torchwm.wm.planning_spec import PlannerKind, PlanningDefaults
 from torchwm.wm.world_model import DataFacts, WorldModel
 
-PlannerName = Literal["cem", "mppi"]
 GoalKind = Literal["info", "function", "offline"]
+_Planner = TypeVar("_Planner", bound=PlannerConfig)
 
 HELDOUT_GOAL_SEED = 900_000
 """First reset seed of the held-out episodes the benchmark records for offline goals."""
@@ -58,7 +67,7 @@ class PlanningBenchmarkConfig(Config):
     """Options passed to every reset (TwoRooms: start and goal in different rooms)."""
     action_repeat: PositiveInt = 1
     """Apply each action this many times (`envs.action_repeat.ActionRepeat`); match the recording's frame_skip."""
-    planners: tuple[PlannerName, ...] = ("cem", "mppi")
+    planners: tuple[PlannerKind, ...] = ("cem", "mppi")
     """MPC planners to evaluate."""
     horizon: PositiveInt = 8
     """Planning horizon of the MPC planners."""
@@ -132,7 +141,7 @@ class PlanningJob(Config):
     """Agent steps an episode may take (default: the recipe's)."""
     seed: NonNegInt | None = None
     """Seed of the first episode (default 1000, never a training seed)."""
-    planners: tuple[PlannerName, ...] | None = None
+    planners: tuple[PlannerKind, ...] | None = None
     """Planners to evaluate (default: the recipe's)."""
     horizon: PositiveInt | None = None
     """Planning horizon in model steps (default: the recipe's)."""
@@ -190,23 +199,23 @@ class PlanningJob(Config):
             self.fail("checkpoint", self.checkpoint, "a world-model checkpoint or run directory (--checkpoint)")
 
     def benchmark_config(self) -> PlanningBenchmarkConfig:
-        """The checkpoint's evaluation with this job's fields in place of its defaults."""
-        direct = ("episodes", "max_steps", "seed", "planners", "horizon", "context_steps", "action_repeat", "gifs",
-                  "threads", "baselines", "compile", "goal", "goal_function", "goal_episodes", "goal_offset",
-                  "success_distance", "episode_options", "distance_key")  # fmt: skip
-        overrides: dict[str, Any] = {k: getattr(self, k) for k in direct if getattr(self, k) is not None}
+        """The checkpoint's evaluation with this job's set fields in place of its defaults: each field this job
+        shares by name with `PlanningBenchmarkConfig` as it is, and ``env``, ``different_rooms``, the sample
+        budget, the cost and the first round translated into the planners' settings."""
+        bench = {f.name for f in fields(PlanningBenchmarkConfig)}
+        shared = [f.name for f in fields(self) if f.name in bench]
+        overrides: dict[str, Any] = {name: value for name in shared if (value := getattr(self, name)) is not None}
         if self.env is not None:
             overrides["env_id"] = self.env
-        if self.imports:
-            overrides["imports"] = self.imports
         if self.different_rooms is not None:
             overrides["reset_options"] = (("different_rooms", True),) if self.different_rooms else ()
         cfg = benchmark_config_for(self.checkpoint, **overrides)
         if any(v is not None for v in (self.samples, self.elites, self.iterations, self.cost_on, self.cost)):
-            # the checkpoint's rounds stay unless given (--samples alone changes the samples alone)
+            # the checkpoint's rounds stay unless given (--samples alone changes the samples and their elites)
             cfg = with_budget(
-                cfg, self.samples or cfg.mppi.num_samples, self.elites or 0, self.iterations or 0,
-                cost_on=self.cost_on or cfg.mppi.cost_on, cost=self.cost or cfg.mppi.cost,
+                cfg, cfg.mppi.num_samples if self.samples is None else self.samples, self.elites, self.iterations,
+                cost_on=cfg.mppi.cost_on if self.cost_on is None else self.cost_on,
+                cost=cfg.mppi.cost if self.cost is None else self.cost,
             )  # fmt: skip
         first = {k: v for k in ("init_std", "narrow_std", "narrow_fraction") if (v := getattr(self, k)) is not None}
         if first:
@@ -221,67 +230,67 @@ DEFAULT_RESET_OPTIONS: dict[str, tuple[tuple[str, Any], ...]] = {
 """Reset options the benchmark uses by default for an environment (the task its table reports)."""
 
 
-def planner_configs(
-    num_samples: int, cost_on: CostOn = "sum", num_elites: int = 0, iterations: int = 0,
-    cost: CostKind = "latent_l2",
-) -> tuple[CEMConfig, MPPIConfig]:
-    """CEM and MPPI settings for a sample budget: elites an eighth of the samples for MPPI and a tenth for
-    CEM unless ``num_elites`` is given; each planner's default iterations unless ``iterations`` is."""
-    cem = CEMConfig(
-        num_samples=num_samples, num_elites=num_elites or max(num_samples // 10, 2), cost_on=cost_on, cost=cost
-    )
-    mppi = MPPIConfig(
-        num_samples=num_samples, num_elites=num_elites or max(num_samples // 8, 2), cost_on=cost_on, cost=cost
-    )
-    if iterations:
-        cem, mppi = replace(cem, iterations=iterations), replace(mppi, iterations=iterations)
-    return cem, mppi
+def default_elites(planner: PlannerKind, num_samples: int) -> int:
+    """Elites of a sample budget: an eighth of the samples for MPPI, a tenth for CEM, at least 2."""
+    return max(num_samples // (8 if planner == "mppi" else 10), 2)
 
 
 def with_budget(
-    cfg: PlanningBenchmarkConfig, num_samples: int, num_elites: int = 0, iterations: int = 0, **fields: Any
+    cfg: PlanningBenchmarkConfig,
+    num_samples: int,
+    num_elites: int | None = None,
+    iterations: int | None = None,
+    **planner_fields: Any,
 ) -> PlanningBenchmarkConfig:
-    """``cfg`` with both planners given ``num_samples`` candidates, ``num_elites`` elites (0: derived from the
-    samples as `planner_configs` does), ``iterations`` rounds (0: each keeps its own) and any other planner
-    ``fields``; every other setting of the planners (their first round, temperature, ...) stays as it was."""
-    cem_elites, mppi_elites = (c.num_elites for c in planner_configs(num_samples, num_elites=num_elites))
-    rounds: dict[str, Any] = {"iterations": iterations} if iterations else {}
-    return replace(
-        cfg,
-        cem=replace(cfg.cem, num_samples=num_samples, num_elites=cem_elites, **rounds, **fields),
-        mppi=replace(cfg.mppi, num_samples=num_samples, num_elites=mppi_elites, **rounds, **fields),
-    )
+    """``cfg`` with both planners given ``num_samples`` candidates, ``num_elites`` elites (None: each planner's
+    `default_elites` of the samples), ``iterations`` rounds (None: each keeps its own) and any other planner
+    ``planner_fields``; every other setting of the planners (their first round, temperature, ...) stays."""
+    rounds: dict[str, Any] = {} if iterations is None else {"iterations": iterations}
+
+    def budget(name: PlannerKind, planner: _Planner) -> _Planner:
+        elites = default_elites(name, num_samples) if num_elites is None else num_elites
+        return replace(planner, num_samples=num_samples, num_elites=elites, **rounds, **planner_fields)
+
+    return replace(cfg, cem=budget("cem", cfg.cem), mppi=budget("mppi", cfg.mppi))
 
 
-def planning_fields(planning: dict[str, Any]) -> dict[str, Any]:
-    """`PlanningBenchmarkConfig` fields of a recipe's planning defaults (`PlanningDefaults.to_dict()`, as a
-    checkpoint records them): its planner, sample budget, rounds, horizon, step budget and latent history."""
-    cem, mppi = planner_configs(int(planning["num_samples"]), iterations=int(planning.get("iterations", 0)))
-    return {
-        "planners": (planning["planner"],), "horizon": int(planning["horizon"]), "max_steps": int(planning["max_steps"]),
-        "cem": cem, "mppi": mppi, "context_steps": int(planning.get("context_steps", 1)),
-    }  # fmt: skip
+def apply_planning(cfg: PlanningBenchmarkConfig, spec: PlanningDefaults) -> PlanningBenchmarkConfig:
+    """``cfg`` planned as ``spec`` says: its planner alone, its horizon, latent history and step budget, and both
+    planners given its sample budget and rounds (`with_budget`: elites derived from the samples, each planner's
+    own rounds where the spec gives None)."""
+    cfg = with_budget(cfg, spec.num_samples, iterations=spec.iterations)
+    return replace(cfg, planners=(spec.planner,), horizon=spec.horizon, context_steps=spec.context_steps,
+                   max_steps=spec.max_steps)  # fmt: skip
 
 
-def benchmark_config_for(checkpoint: str | Path, **overrides: Any) -> PlanningBenchmarkConfig:
+def planner_settings(spec: PlanningDefaults) -> CEMConfig | MPPIConfig:
+    """The settings ``spec``'s planner plans with, its horizon included (`apply_planning` on the default
+    planner settings)."""
+    planned = apply_planning(PlanningBenchmarkConfig(), spec)
+    settings: CEMConfig | MPPIConfig = planned.mppi if spec.planner == "mppi" else planned.cem
+    return replace(settings, horizon=spec.horizon)
+
+
+def benchmark_config_for(
+    checkpoint: str | Path, planning: PlanningDefaults | None = None, **overrides: Any
+) -> PlanningBenchmarkConfig:
     """The evaluation a world-model checkpoint asks for: its environment, its frame skip as the action repeat,
-    its recipe's planner, sample budget, horizon and step budget, and the environment's default reset
-    options; any field of `PlanningBenchmarkConfig` in ``overrides`` replaces what the checkpoint says
-    (``imports`` add to the checkpoint's)."""
+    the environment's default reset options, and its planning spec (`DataFacts.planning`, or ``planning`` in
+    its place) applied by `apply_planning`; any field of `PlanningBenchmarkConfig` in ``overrides`` replaces
+    what the checkpoint and the spec say (``imports`` add to the checkpoint's)."""
     data = DataFacts.from_checkpoint_config(read_config(resolve_checkpoint(checkpoint)))
-    planning = data.planning
+    spec = data.planning if planning is None else planning
     env_id = overrides.get("env_id", data.env_id or PlanningBenchmarkConfig.env_id)
-    fields: dict[str, Any] = {"env_id": env_id, "action_repeat": data.frame_skip, "imports": data.imports}
+    facts: dict[str, Any] = {"env_id": env_id, "action_repeat": data.frame_skip, "proprio": data.proprio,
+                             "reset_options": DEFAULT_RESET_OPTIONS.get(env_id, ())}  # fmt: skip
     if data.frame_shape is not None:
-        fields["frame_size"] = int(data.frame_shape[0])
-    fields["reset_options"] = DEFAULT_RESET_OPTIONS.get(env_id, ())
-    fields["proprio"] = data.proprio
-    if planning:
-        fields.update(planning_fields(planning))
+        facts["frame_size"] = int(data.frame_shape[0])
     extra_imports = overrides.pop("imports", ())
-    fields["imports"] = tuple(dict.fromkeys((*data.imports, *extra_imports)))  # the checkpoint's, then more
-    fields.update(overrides)
-    return PlanningBenchmarkConfig(**fields)
+    facts["imports"] = tuple(dict.fromkeys((*data.imports, *extra_imports)))  # the checkpoint's, then more
+    cfg = PlanningBenchmarkConfig(**facts)
+    if spec is not None:
+        cfg = apply_planning(cfg, spec)
+    return replace(cfg, **overrides)
 
 
 def make_benchmark_env(cfg: PlanningBenchmarkConfig) -> gym.Env:
@@ -320,12 +329,19 @@ def heldout_goal_episodes(cfg: PlanningBenchmarkConfig, out_dir: Path) -> Path:
     return root
 
 
-def _planner(
-    name: PlannerName, model: PlanningModel, space: gym.spaces.Box, cfg: PlanningBenchmarkConfig
-) -> SamplingPlanner:
-    if name == "cem":
-        return CEM(model, space.low, space.high, replace(cfg.cem, horizon=cfg.horizon))
-    return MPPI(model, space.low, space.high, replace(cfg.mppi, horizon=cfg.horizon))
+def make_mpc_agent(
+    model: PlanningModel, cfg: PlanningBenchmarkConfig, space: gym.spaces.Box, planner: PlannerKind | None = None,
+    context_steps: int | None = None, seed: int | None = 0,
+) -> MPCAgent:  # fmt: skip
+    """The MPC agent ``cfg`` describes: its first planner (or ``planner``) at its horizon, from its latent history
+    (or ``context_steps``), with the model's frame history."""
+    name = planner or cfg.planners[0]
+    settings = replace(cfg.cem if name == "cem" else cfg.mppi, horizon=cfg.horizon)
+    kind = CEM if name == "cem" else MPPI
+    return MPCAgent(
+        model, kind(model, space.low, space.high, settings), frame_history=model.frame_history,  # type: ignore[arg-type]
+        context_steps=context_steps or cfg.context_steps, seed=seed,
+    )  # fmt: skip
 
 
 def run_planning_benchmark(
@@ -362,15 +378,10 @@ def _run_planning_benchmark(
         raise ValueError(f"the planners need a continuous (Box) action space; {cfg.env_id} has {space}")
     methods: dict[str, Any] = {}
     for name in cfg.planners:
-        methods[f"mpc_{name}"] = MPCAgent(
-            model, _planner(name, model, space, cfg), frame_history=model.frame_history,
-            context_steps=cfg.context_steps,
-        )  # fmt: skip
+        methods[f"mpc_{name}"] = make_mpc_agent(model, cfg, space, name)
     for steps in cfg.also_context_steps:
         first = cfg.planners[0]
-        methods[f"mpc_{first}_context{steps}"] = MPCAgent(
-            model, _planner(first, model, space, cfg), frame_history=model.frame_history, context_steps=steps
-        )
+        methods[f"mpc_{first}_context{steps}"] = make_mpc_agent(model, cfg, space, first, context_steps=steps)
     if cfg.baselines:
         methods["greedy_one_step"] = greedy_one_step(
             model, space, frame_history=model.frame_history, cost=cfg.mppi.cost
@@ -414,8 +425,7 @@ def _run_planning_benchmark(
     if cfg.gifs and cfg.planners:
         first = cfg.planners[0]
         for i in range(cfg.gifs):
-            agent = MPCAgent(model, _planner(first, model, space, cfg), frame_history=model.frame_history,
-                             context_steps=cfg.context_steps)  # fmt: skip
+            agent = make_mpc_agent(model, cfg, space, first)
             render_episode(agent, make_benchmark_env(cfg), cfg.seed + i, cfg.max_steps, out / f"episode_{i}")
     return summary
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import sys
 import time
@@ -26,12 +25,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torchwm.agents.benchmark import DEFAULT_RESET_OPTIONS, planner_configs
+from torchwm.agents.benchmark import DEFAULT_RESET_OPTIONS, planner_settings
 from torchwm.agents.evaluate import wilson_interval
 from torchwm.agents.planners import CEM, MPPI
 from torchwm.envs.action_repeat import ActionRepeat
 from torchwm.envs.reset_options import ResetOptions
 from torchwm.envs.two_rooms import PointArenaEnv
+from torchwm.wm.planning_spec import PlannerKind, PlanningDefaults
 from torchwm.wm.recipes import get_recipe
 
 VELOCITY_SCALE = 1e-3
@@ -109,12 +109,13 @@ def state_latent(env: Any) -> torch.Tensor:
     return torch.tensor([[[env._x, env._y, vx * VELOCITY_SCALE, vy * VELOCITY_SCALE]]], dtype=torch.float32)
 
 
-def run(env_id: str, episodes: int, seed: int, planner: str, samples: int, iterations: int, horizon: int,
+def run(env_id: str, episodes: int, seed: int, planner: PlannerKind, samples: int, iterations: int, horizon: int,
         max_steps: int, action_repeat: int, world_model: Any = None, with_random: bool = True) -> dict[str, Any]:  # fmt: skip
     """Success of the planner on the true dynamics and of a random policy, on the same seeded episodes; with a
     ``world_model``, the cost is its latent distance to the goal image instead of the position's."""
-    cem, mppi = planner_configs(samples, iterations=iterations)
-    config = dataclasses.replace(mppi if planner == "mppi" else cem, horizon=horizon)
+    spec = PlanningDefaults(planner=planner, num_samples=samples, iterations=iterations, horizon=horizon,
+                            max_steps=max_steps)  # fmt: skip
+    config = planner_settings(spec)
     results: dict[str, list[bool]] = {"oracle": [], "random": []} if with_random else {"oracle": []}
     calls: list[float] = []
     for method in results:

@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--variants", nargs="*", default=[],
                    help="extra rows: planner:samples:iterations[:horizon[:context]], e.g. mppi:64:3 or mppi:50:2:6 "
                         "(horizon 6) or mppi:50:2:8:3 (a 3-step latent history)")  # fmt: skip
-    p.add_argument("--samples", type=int, default=0, help="samples of the batched rows (0: the checkpoint's recipe)")
-    p.add_argument("--iterations", type=int, default=0, help="iterations of the batched rows (0: the recipe's)")
+    p.add_argument("--samples", type=int, default=None, help="samples of the batched rows (default: the checkpoint's recipe)")
+    p.add_argument("--iterations", type=int, default=None, help="iterations of the batched rows (default: the recipe's)")
     p.add_argument("--compile", action="store_true",
                    help="also time every row with the rollout compiled (rows <name>_compiled, in the same run)")
     p.add_argument("--python-wrapper", action="store_true",
@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = benchmark_config_for(args.checkpoint)
-    if args.samples or args.iterations:
-        cfg = with_budget(cfg, args.samples or cfg.mppi.num_samples, 0, args.iterations or 0)
+    if args.samples is not None or args.iterations is not None:
+        samples = cfg.mppi.num_samples if args.samples is None else args.samples
+        cfg = with_budget(cfg, samples, iterations=args.iterations)
     model = PlanningModel(WorldModel.from_pretrained(args.checkpoint))
     import gymnasium as gym
     import torchwm.envs  # noqa: F401  (registers the built-in ids)

@@ -29,7 +29,6 @@ import numpy as np
 from torchwm.agents.benchmark import (
     GoalKind,
     benchmark_config_for,
-    planning_fields,
     run_planning_benchmark,
 )
 from torchwm.agents.planners import CostKind
@@ -185,12 +184,11 @@ def run_env(job: SuiteJob, env: SuiteEnv, seed: int, code: str | None = None) ->
                                  "also_context_steps": job.also_context_steps,
                                  "goal_offset": env.goal_offset, "success_distance": env.success_distance,
                                  "reset_options": env.reset_options}  # fmt: skip
-    # The recipe's planner as it is registered now, not as the checkpoint recorded it: a fit finished before
-    # the recipe's planning defaults changed (they do not touch training) is planned as a fresh fit would be.
-    overrides.update(planning_fields(recipe.planning.to_dict()))
     if env.max_steps is not None:
         overrides["max_steps"] = env.max_steps
-    cfg = benchmark_config_for(fitted.world_model, **overrides)
+    # The recipe's planner as it is registered now, not as the checkpoint recorded it: a fit finished before
+    # the recipe's planning defaults changed (they do not touch training) is planned as a fresh fit would be.
+    cfg = benchmark_config_for(fitted.world_model, planning=recipe.planning, **overrides)
     if env.cost != cfg.mppi.cost:  # only the cost: the recipe's budget and first round stay
         cfg = replace(cfg, cem=replace(cfg.cem, cost=env.cost), mppi=replace(cfg.mppi, cost=env.cost))
     t0 = time.perf_counter()

@@ -10,8 +10,9 @@ decisions page.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torchwm.wm.config_base import Config, PositiveInt
 
@@ -27,8 +28,8 @@ class PlanningDefaults(Config):
     num_samples: PositiveInt = 32
     """Candidate action sequences per iteration, for every planner (elites: an eighth of them for MPPI, a
     tenth for CEM)."""
-    iterations: PositiveInt = 2
-    """Refinement rounds per planning call."""
+    iterations: PositiveInt | None = 2
+    """Refinement rounds per planning call (None: each planner's own, as its planner config sets it)."""
     horizon: PositiveInt = 8
     """Model steps planned ahead (each ``frame_skip`` environment steps)."""
     context_steps: PositiveInt = 1
@@ -38,4 +39,18 @@ class PlanningDefaults(Config):
     """Agent steps (planning calls) an evaluation episode may take."""
 
 
-__all__ = ["PlannerKind", "PlanningDefaults"]
+def read_planning(recorded: dict[str, Any] | None) -> PlanningDefaults | None:
+    """The spec a checkpoint records (its ``to_dict()``), as a `PlanningDefaults`; None where it records none
+    (``null``, or an empty mapping).
+
+    A field missing from the record takes its default, except ``iterations``: a record without it gets None
+    (each planner's own rounds, how such a spec plans). Entries that are no field of `PlanningDefaults` are
+    dropped."""
+    if not recorded:
+        return None
+    known = {f.name for f in dataclasses.fields(PlanningDefaults)}
+    fields = {k: v for k, v in recorded.items() if k in known}
+    return PlanningDefaults.from_dict({"iterations": None, **fields})
+
+
+__all__ = ["PlannerKind", "PlanningDefaults", "read_planning"]

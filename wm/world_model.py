@@ -17,7 +17,7 @@ import copy
 import dataclasses
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +40,7 @@ from torchwm.wm.device import resolve_device
 from torchwm.wm.dynamics import DynamicsPredictor, KVBuffer, KVCache
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.jepa import build_encoder
+from torchwm.wm.planning_spec import PlanningDefaults, read_planning
 
 Pooling = Literal["mean", "patches"]
 """How a latent token is made from its region of patch tokens (see `LatentHead`)."""
@@ -152,8 +153,9 @@ class DataFacts(Config):
     """Frames the encoder sees for one step (1: a single frame)."""
     recipe: str = ""
     """Name of the recipe (`torchwm.wm.recipes`) that trained the model; empty if none."""
-    planning: dict[str, Any] = field(default_factory=dict)
-    """The recipe's planning defaults (planner, samples, elites, iterations, horizon, max_steps)."""
+    planning: PlanningDefaults | None = None
+    """How the model plans: its recipe's spec (written into the checkpoint as its ``to_dict()`` and read back
+    as a `PlanningDefaults`); None: none recorded, and consumers use their own defaults."""
     proprio: tuple[int, ...] = ()
     """Indices of the recorded state vector (``info["state"]`` or a state observation) the model takes as
     proprioception, in this order (empty: none)."""
@@ -161,12 +163,14 @@ class DataFacts(Config):
     @classmethod
     def from_checkpoint_config(cls, raw: dict[str, Any]) -> DataFacts:
         """From a checkpoint's ``config.json``; checkpoints written before the ``data`` section existed give
-        what they knew (environment id and action space, frame skip 1)."""
+        what they knew (environment id and action space, frame skip 1). The planning spec is read by
+        `read_planning` (a record without one, ``null`` or ``{}``, gives None)."""
         data = raw.get("data")
         if data is None:
             return cls(env_id=raw.get("env_id"), action_space=raw.get("action_space"))
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls.from_dict({k: v for k, v in data.items() if k in known})
+        fields = {k: v for k, v in data.items() if k in known}
+        return cls.from_dict({**fields, "planning": read_planning(data.get("planning"))})
 
 
 class LatentHead(nn.Module):

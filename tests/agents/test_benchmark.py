@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import pytest
@@ -162,6 +164,7 @@ def test_the_plot_takes_a_row_without_successes(tmp_path: Path) -> None:
 def test_samples_alone_keep_the_recipes_rounds(tmp_path: Path) -> None:
     """``--samples`` changes the samples (and the elites that follow from them), not the recipe's iterations."""
     from torchwm.agents.benchmark import PlanningJob
+    from torchwm.wm.planning_spec import PlanningDefaults
     from torchwm.wm.world_model import DataFacts
 
     model = WorldModel(
@@ -169,9 +172,7 @@ def test_samples_alone_keep_the_recipes_rounds(tmp_path: Path) -> None:
                           num_layers=1, num_heads=2, predictor_dim=32, predictor_depth=1, predictor_heads=2),
         WorldModelSpec(action_dim=2, latent_grid=1, latent_dim=16, width=32, heads=2),
     )  # fmt: skip
-    model.data = DataFacts(
-        planning={"planner": "mppi", "num_samples": 50, "iterations": 2, "horizon": 8, "max_steps": 25}
-    )
+    model.data = DataFacts(planning=PlanningDefaults(num_samples=50, iterations=2, horizon=8, max_steps=25))
     ckpt = model.save_pretrained(tmp_path / "wm")
     cfg = PlanningJob(checkpoint=str(ckpt), samples=100).benchmark_config()
     assert (cfg.mppi.num_samples, cfg.mppi.num_elites, cfg.mppi.iterations) == (100, 12, 2)
@@ -211,3 +212,42 @@ def test_torchwm_imports_and_its_commands_start_without_matplotlib() -> None:
     code = "import sys; sys.modules['matplotlib'] = None; import torchwm; from torchwm.cli import main; main(['fit', '--help'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "usage: torchwm fit" in out.stdout, out.stderr[-2000:]
+
+
+def test_the_checkpoints_planning_spec_sets_what_the_planners_run(tiny_world_model: Path, tmp_path: Path) -> None:
+    from torchwm.agents.benchmark import benchmark_config_for, planner_settings
+    from torchwm.wm.planning_spec import PlanningDefaults
+
+    model = WorldModel.from_pretrained(tiny_world_model)
+    model.data = replace(model.data, planning=PlanningDefaults(planner="cem", num_samples=40, iterations=None,
+                                                               horizon=5, context_steps=2, max_steps=9))  # fmt: skip
+    ckpt = model.save_pretrained(tmp_path / "spec")
+    cfg = benchmark_config_for(ckpt)
+    assert cfg.planners == ("cem",) and (cfg.horizon, cfg.context_steps, cfg.max_steps) == (5, 2, 9)
+    # elites: a tenth of the samples for CEM, an eighth for MPPI; no rounds in the spec: each planner's own
+    assert (cfg.cem.num_samples, cfg.cem.num_elites, cfg.cem.iterations) == (40, 4, CEMConfig().iterations)
+    assert (cfg.mppi.num_samples, cfg.mppi.num_elites, cfg.mppi.iterations) == (40, 5, MPPIConfig().iterations)
+    assert (cfg.mppi.init_std, cfg.cem.init_std, cfg.mppi.cost, cfg.mppi.cost_on) == (2.0, 1.0, "latent_l2", "sum")
+    other = PlanningDefaults(num_samples=16, iterations=1)
+    cfg = benchmark_config_for(ckpt, planning=other, max_steps=3)  # another spec in place of the checkpoint's
+    assert cfg.planners == ("mppi",) and (cfg.horizon, cfg.context_steps, cfg.max_steps) == (8, 1, 3)
+    assert (cfg.mppi.num_samples, cfg.mppi.num_elites, cfg.mppi.iterations, cfg.cem.num_elites) == (16, 2, 1, 2)
+    assert planner_settings(other) == replace(cfg.mppi, horizon=other.horizon)
+    assert benchmark_config_for(tiny_world_model) == PlanningBenchmarkConfig()  # no spec: the benchmark's own
+
+
+def test_a_planning_job_passes_every_field_it_shares_with_the_benchmark_config(tiny_world_model: Path) -> None:
+    from torchwm.agents.benchmark import PlanningJob
+
+    job_only = {f.name for f in fields(PlanningJob)} - {f.name for f in fields(PlanningBenchmarkConfig)}
+    assert job_only == {"checkpoint", "out", "env", "different_rooms", "samples", "elites", "iterations", "init_std",
+                        "narrow_std", "narrow_fraction", "cost_on", "cost"}  # translated, not passed through  # fmt: skip
+    given: dict[str, Any] = {
+        "episodes": 3, "max_steps": 4, "seed": 7, "planners": ("cem",), "horizon": 3, "context_steps": 2,
+        "action_repeat": 2, "gifs": 0, "threads": 2, "baselines": False, "compile": True, "goal": "offline",
+        "goal_function": "m:f", "goal_episodes": "held", "goal_offset": 5, "success_distance": 0.5,
+        "episode_options": "m:o", "distance_key": "d", "imports": ("json",),
+    }  # fmt: skip
+    cfg = PlanningJob(checkpoint=str(tiny_world_model), **given).benchmark_config()
+    assert {k: getattr(cfg, k) for k in given} == given
+    assert cfg.mppi == PlanningBenchmarkConfig().mppi and cfg.cem == PlanningBenchmarkConfig().cem

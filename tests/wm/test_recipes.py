@@ -13,6 +13,7 @@ import pytest
 import torch
 from torchwm.wm.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
 from torchwm.wm.config import JEPAConfig
+from torchwm.wm.planning_spec import PlanningDefaults
 from torchwm.wm.recipes import RECIPES, Recipe, get_recipe, register_recipe
 from torchwm.wm.trainer import JEPAAgent
 from torchwm.wm.world_model import DataFacts, WorldModel, WorldModelSpec
@@ -78,11 +79,13 @@ def test_save_pretrained_round_trips_weights_and_what_the_model_was_trained_on(t
     model.data = DataFacts(
         env_id="Foo-v1", imports=("foo_envs",), frame_skip=4, frame_shape=(32, 32, 3),
         action_space={"kind": "box", "shape": [2], "low": [-1, -1], "high": [1, 1]}, recipe="two-phase",
-        planning=get_recipe("two-phase").planning.to_dict(),
+        planning=get_recipe("two-phase").planning,
     )  # fmt: skip
     path = model.save_pretrained(tmp_path / "wm")
+    assert json.loads((path / CONFIG_FILE).read_text())["data"]["planning"] == get_recipe("two-phase").planning.to_dict()
     loaded = WorldModel.from_pretrained(path)
     assert loaded.data == model.data
+    assert isinstance(loaded.data.planning, PlanningDefaults) and loaded.data.planning == get_recipe("two-phase").planning
     frames = torch.randint(0, 256, (1, 2, 32, 32, 3), dtype=torch.uint8)
     torch.testing.assert_close(loaded.encode(frames), model.eval().encode(frames), rtol=0, atol=0)
 
@@ -95,7 +98,23 @@ def test_a_checkpoint_from_before_the_data_section_loads_with_what_it_knew(tmp_p
     }  # fmt: skip
     loaded = WorldModel.from_pretrained(save_checkpoint(tmp_path / "old", old, model.state_dict()))
     assert loaded.data.env_id == "torchwm/TwoRooms-v0" and loaded.data.frame_skip == 1
-    assert loaded.data.recipe == "" and loaded.data.planning == {}
+    assert loaded.data.recipe == "" and loaded.data.planning is None
+
+
+def test_a_planning_spec_recorded_as_a_plain_mapping_loads_as_a_planning_defaults(tmp_path: Path) -> None:
+    model = tiny_world_model()
+    config = model.checkpoint_config()
+    recorded = {"planner": "cem", "num_samples": 100, "horizon": 6, "max_steps": 30, "elites": 12}  # no iterations
+    for planning, expected in [
+        (recorded, PlanningDefaults(planner="cem", num_samples=100, iterations=None, horizon=6, max_steps=30)),
+        ({**recorded, "iterations": 3, "context_steps": 2},
+         PlanningDefaults(planner="cem", num_samples=100, iterations=3, horizon=6, context_steps=2, max_steps=30)),
+        ({}, None),
+        (None, None),
+    ]:  # fmt: skip
+        config["data"]["planning"] = planning
+        loaded = WorldModel.from_pretrained(save_checkpoint(tmp_path / "ckpt", config, model.state_dict()))
+        assert loaded.data.planning == expected and type(loaded.data.planning) is type(expected)
 
 
 def test_checkpoint_files_get_the_permissions_of_any_file_the_user_writes(tmp_path: Path) -> None:
