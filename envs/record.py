@@ -62,7 +62,30 @@ class Predictor(Protocol):
     def predict(self, observation: Any, deterministic: bool = False) -> tuple[Any, Any]: ...
 
 
-Policy = Literal["random"] | Predictor | Callable[[Any], Any]
+@dataclass
+class FrameStep:
+    """What a `FramePolicy` sees of the N sub-environments at one agent step, as the recorder stores it."""
+
+    frames: np.ndarray
+    """uint8 [N, H, W, C]: each sub-environment's current frame (resized to the recording's image size)."""
+    states: list[Any]
+    """Each sub-environment's state vector (``info["state"]``, or a state observation), None where there is none."""
+    goal_frames: np.ndarray | None
+    """uint8 [N, H, W, C]: the ``info["goal_frame"]`` of each episode's reset, resized as the frames (None when the
+    environment gives none)."""
+    episode_start: np.ndarray
+    """[N] bool: the sub-environments whose episode starts at this step."""
+
+
+@runtime_checkable
+class FramePolicy(Protocol):
+    """A policy that acts on the recorded frames rather than on the environment's observations (the MPC
+    collector of ``torchwm learn``): ``act(step) -> actions [N, ...]``."""
+
+    def act(self, step: FrameStep) -> np.ndarray: ...
+
+
+Policy = Literal["random"] | Predictor | FramePolicy | Callable[[Any], Any]
 
 
 def describe_action_space(space: gymnasium.Space) -> dict[str, Any]:
@@ -209,7 +232,8 @@ class _RandomPolicy:
 
 
 def _make_actor(policy: Policy, envs: VecEnv, deterministic: bool) -> Callable[[Any], np.ndarray]:
-    """Batched obs -> batched actions, for any accepted kind of policy."""
+    """Batched obs -> batched actions, for any accepted kind of policy but a `FramePolicy` (the recorder hands
+    that one its frames)."""
     if isinstance(policy, str):
         if policy != "random":
             raise ValueError(
@@ -322,6 +346,8 @@ class _Recorder:
         self.next_offset = 0
         self.writer: EpisodeWriter | None = None
         self.obs: Any = None
+        self.frame_policy: FramePolicy | None = None
+        self.now: FrameStep | None = None  # what a frame policy sees, kept up to date when there is one
 
     def run(self, progress: tqdm) -> None:
         # At most num_envs finished episodes wait: twice the frames of the episodes being recorded, no more.
@@ -329,8 +355,9 @@ class _Recorder:
         try:
             self._start_episodes(np.ones(self.envs.num_envs, dtype=bool), first=True)
             while any(slot is not None for slot in self.slots):
-                actions = self.actor(self.obs)
+                actions = self._act()
                 step = self._step(actions)
+                self._track(step.frames, {i: state for i, (state, _) in step.infos.items()}, None)
                 finished = self._append(actions, step)
                 for slot in np.flatnonzero(finished).tolist():
                     episode = self.slots[slot]
@@ -357,10 +384,48 @@ class _Recorder:
             self.writer = EpisodeWriter(
                 self.out_dir, self.env_id, shape, self.action_space, self.fps, self.lossless, extra
             )
+        states = {slot: self._state(infos, self.obs, slot) for slot in np.flatnonzero(starting).tolist()}
         for slot, episode in enumerate(self.slots):
             if starting[slot] and episode is not None:
                 episode.frames.append(frames[slot])
-                episode.states.append(self._state(infos, self.obs, slot))
+                episode.states.append(states[slot])
+        if self.frame_policy is not None:
+            goals = {slot: self._stored(np.asarray(goal)) for slot in states
+                     if (goal := _info_at(infos, "goal_frame", slot)) is not None}  # fmt: skip
+            self._track(frames, states, goals)
+
+    def _act(self) -> np.ndarray:
+        """The actions of every sub-env: from the frame policy (given the frames, then no episode starts any more)
+        or from the actor (given the observations)."""
+        if self.frame_policy is None:
+            return self.actor(self.obs)
+        assert self.now is not None, "the first reset tracks the frames"
+        actions = self.frame_policy.act(self.now)
+        self.now.episode_start[:] = False
+        return actions
+
+    def _track(
+        self, frames: dict[int, np.ndarray], states: dict[int, Any], goals: dict[int, np.ndarray] | None
+    ) -> None:
+        """Keep the frame policy's view current: the new frames and states of some sub-envs and, where ``goals``
+        is given (a reset), their goal frames, those sub-envs marked as starting an episode."""
+        if self.frame_policy is None or not frames:
+            return
+        if self.now is None:
+            shape = next(iter(frames.values())).shape
+            n = self.envs.num_envs
+            self.now = FrameStep(np.zeros((n, *shape), np.uint8), [None] * n, None, np.zeros(n, dtype=bool))
+        now = self.now
+        for slot, frame in frames.items():
+            now.frames[slot] = frame
+            now.states[slot] = states.get(slot)
+        if goals is not None:
+            now.episode_start[list(frames)] = True
+            if goals:
+                if now.goal_frames is None:
+                    now.goal_frames = np.zeros_like(now.frames)
+                for slot, goal in goals.items():
+                    now.goal_frames[slot] = goal
 
     def _assign_episodes(self, mask: np.ndarray) -> list[int | None]:
         """Give the next episodes to the sub-envs in ``mask`` while any are left; return their reset seeds."""
@@ -608,7 +673,10 @@ def _record_into(
     envs: VecEnv, policy: Policy, env_id: str, out_dir: Path, deterministic: bool, progress: bool,
     options: dict[str, Any],
 ) -> None:  # fmt: skip
-    recorder = _Recorder(envs, _make_actor(policy, envs, deterministic), env_id, out_dir, options)
+    frame_policy = policy if isinstance(policy, FramePolicy) else None
+    actor = (lambda obs: np.empty(0)) if frame_policy is not None else _make_actor(policy, envs, deterministic)
+    recorder = _Recorder(envs, actor, env_id, out_dir, options)
+    recorder.frame_policy = frame_policy
     with tqdm(total=options["episodes"], disable=not progress, unit="episode", desc=f"record {env_id}") as bar:
         recorder.run(bar)
 
@@ -622,14 +690,17 @@ def recorded_seeds(out_dir: str | os.PathLike[str]) -> set[int]:
 
 
 def describe_policy(policy: Policy) -> str:
-    """How the manifest names the policy that made an episode: ``random``, an SB3 class, or a callable's name."""
+    """How the manifest names the policy that made an episode: ``random``, a frame policy's ``description``, an SB3
+    class, or a callable's name."""
     if isinstance(policy, str):
         return policy
+    if isinstance(policy, FramePolicy):
+        return str(getattr(policy, "description", type(policy).__name__))
     if isinstance(policy, Predictor):
         return type(policy).__name__
     return getattr(policy, "__qualname__", type(policy).__name__)
 
 
 __all__ = [
-    "Predictor", "RecordJob", "describe_action_space", "describe_policy", "pixel_source", "record", "recorded_seeds",
+    "FramePolicy", "FrameStep", "Predictor", "RecordJob", "describe_action_space", "describe_policy", "pixel_source", "record", "recorded_seeds",
 ]  # fmt: skip

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from torchwm.envs.point_mass import PointMassEnv
     from torchwm.envs.record import record
     from torchwm.envs.two_rooms import TwoRoomsEnv
+    from torchwm.online import LearnJob, learn
     from torchwm.pipeline import fit
     from torchwm.suite import SuiteJob, run_suite
     from torchwm.wm.config import JEPAConfig
@@ -58,6 +59,8 @@ _PUBLIC: dict[str, str] = {
     "VectorLatentObservationWrapper": "torchwm.envs.latent",
     "make_latent_env": "torchwm.envs.latent",
     "fit": "torchwm.pipeline",
+    "learn": "torchwm.online",
+    "LearnJob": "torchwm.online",
     "run_suite": "torchwm.suite",
     "SuiteJob": "torchwm.suite",
     "LatentDreamEnv": "torchwm.envs.dream",
@@ -99,6 +102,7 @@ __all__ = [
     "LatentDreamEnv",
     "LatentDreamVectorEnv",
     "LatentObservationWrapper",
+    "LearnJob",
     "MPCAgent",
     "MPPI",
     "MPPIConfig",
@@ -116,6 +120,7 @@ __all__ = [
     "WorldModelTrainer",
     "evaluate",
     "fit",
+    "learn",
     "make_latent_env",
     "record",
     "run_planning_benchmark",

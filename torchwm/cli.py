@@ -162,6 +162,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_learn(args: argparse.Namespace) -> int:
+    from torchwm.online import LearnJob, learn
+
+    summary = learn(config_from_args(args, LearnJob))
+    last = summary["curve"][-1]
+    print(f"round {last['round']}: {summary['metric']} {last['value']:.3f} after {last['env_steps']} environment steps "
+          f"({last['wall_seconds']:.0f} s); learning curve: {summary['job']['out']}/learning_curve.png")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from torchwm.demo import DemoJob, run_demo
 
@@ -274,6 +284,8 @@ def _commands() -> list[tuple[str, str, str, Callable[[argparse.Namespace], int]
          "torchwm.demo:DemoJob", _cmd_demo),
         ("fit", "record, pretrain and train a world model for an env with a named recipe (resumable)",
          "torchwm.pipeline:FitJob", _cmd_fit),
+        ("learn", "model-based RL: fit on random episodes, then collect with the planner and update, in rounds "
+         "(resumable)", "torchwm.online:LearnJob", _cmd_learn),
         ("record", "record rollouts of a gymnasium environment into an episode directory",
          "torchwm.envs.record:RecordJob", _cmd_record),
         ("pretrain", "pretrain a JEPA (python -m torchwm pretrain, or under torchrun)",

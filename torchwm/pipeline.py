@@ -86,13 +86,14 @@ def first_recording_seed(seed: int) -> int:
     return TRAINING_SEED_STRIDE * (seed + 1)
 
 
-def _finished(run_dir: Path, steps: int) -> bool:
+def stage_finished(run_dir: Path, steps: int) -> bool:
     """Whether a trainer's run directory holds its final checkpoint (``step_<steps>``)."""
     latest = latest_checkpoint(run_dir)
     return latest is not None and latest.name == f"step_{steps:08d}"
 
 
-def _recorded(episodes_dir: Path) -> int:
+def recorded_episodes(episodes_dir: Path) -> int:
+    """Episodes an episode folder lists (0 for a folder without a manifest)."""
     return len(read_manifest(episodes_dir)["episodes"]) if (episodes_dir / MANIFEST).is_file() else 0
 
 
@@ -133,12 +134,12 @@ def fit(
     identity = {"env": env_id, "imports": list(imports), "recipe": r.run_identity(), "seed": seed,
                 "max_steps": max_steps, "proprio": list(proprio)}  # fmt: skip
     with open_run(out_dir, "fit", identity, overwrite=overwrite):
-        result = _fit_stages(env, Path(out_dir), r, seed, num_envs, progress, imports, max_steps, proprio)
+        result = fit_stages(env, Path(out_dir), r, seed, num_envs, progress, imports, max_steps, proprio)
         (Path(out_dir) / "fit.json").write_text(json.dumps({"env_id": env_id, **asdict(result)}, indent=2) + "\n")
     return result
 
 
-def _fit_stages(
+def fit_stages(
     env: str | Callable[[], gym.Env], out: Path, r: Recipe, seed: int, num_envs: int, progress: bool,
     imports: Sequence[str], max_steps: int | None, proprio: Sequence[int],
 ) -> FitResult:  # fmt: skip
@@ -147,7 +148,7 @@ def _fit_stages(
     seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    have = _recorded(dirs["episodes"])
+    have = recorded_episodes(dirs["episodes"])
     if have < r.episodes:
         record(
             env, "random", r.episodes - have, dirs["episodes"], num_envs=num_envs,
@@ -157,7 +158,7 @@ def _fit_stages(
     seconds["record"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    if not _finished(dirs["jepa"], r.jepa_steps):
+    if not stage_finished(dirs["jepa"], r.jepa_steps):
         JEPAAgent(replace(r.jepa_config(dirs["episodes"], dirs["jepa"], seed=seed), progress=progress)).train()
     seconds["pretrain"] = time.perf_counter() - t0
 
@@ -166,7 +167,7 @@ def _fit_stages(
         source = dirs["jepa"] if stage == "world_model_joint" else dirs["world_model_joint"]
         wm_cfg = replace(make(dirs["episodes"], source, dirs[stage], seed=seed), progress=progress,
                          proprio=tuple(proprio))  # fmt: skip
-        if not _finished(dirs[stage], wm_cfg.steps):
+        if not stage_finished(dirs[stage], wm_cfg.steps):
             WorldModelTrainer(wm_cfg).run()
         seconds[stage] = time.perf_counter() - t0
 

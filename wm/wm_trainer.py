@@ -62,6 +62,10 @@ class WorldModelConfig(Config):
     """JEPA checkpoint (or run directory) whose encoder to load; or a world model's, whose encoder and latent
     head are loaded and the head kept fixed (train the dynamics on a jointly learned latent: the second phase
     of the two-phase recipe); empty: a new encoder from ``encoder_preset``."""
+    init_checkpoint: str = ""
+    """A world-model checkpoint (or run directory) whose every weight (encoder, latent head, dynamics, reward head)
+    the model starts from, built as ``encoder_checkpoint`` says: training continues on the episodes of
+    ``root_path`` (the rounds of ``torchwm learn``). Empty: the dynamics start new."""
     encoder_preset: str = "tiny"
     """`JEPAConfig` preset for a new encoder (used when ``encoder_checkpoint`` is empty)."""
     freeze_encoder: bool = True
@@ -155,7 +159,6 @@ class WorldModelConfig(Config):
 def data_facts(cfg: WorldModelConfig, dataset: RolloutClips, window: int) -> DataFacts:
     """What a world model trained by ``cfg`` on ``dataset`` was trained on (see `DataFacts`)."""
     manifest = dataset.manifest
-    planning = cfg.planning.to_dict() if cfg.planning is not None else {}
     return DataFacts(
         env_id=manifest.get("env_id"),
         imports=tuple(manifest.get("imports", ())),
@@ -164,12 +167,22 @@ def data_facts(cfg: WorldModelConfig, dataset: RolloutClips, window: int) -> Dat
         action_space=manifest.get("action_space"),
         frame_history=window,
         recipe=cfg.recipe,
-        planning=planning,
+        planning=cfg.planning,
         proprio=tuple(cfg.proprio),
     )
 
 
 def build_world_model(cfg: WorldModelConfig, dataset: RolloutClips) -> WorldModel:
+    """A world model for the data set's actions, with the encoder the config names, and every weight of
+    ``init_checkpoint`` where one is given."""
+    model = _new_world_model(cfg, dataset)
+    if cfg.init_checkpoint:
+        ckpt = resolve_checkpoint(cfg.init_checkpoint)
+        load_state_checked(model, load_weights(ckpt), ckpt)
+    return model
+
+
+def _new_world_model(cfg: WorldModelConfig, dataset: RolloutClips) -> WorldModel:
     """A new world model for the data set's actions, with the encoder the config names."""
     desc = dataset.manifest["action_space"]
     spec = WorldModelSpec(

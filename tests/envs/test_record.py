@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium
 import numpy as np
 import pytest
@@ -302,3 +304,33 @@ def test_a_full_disk_stops_the_recording_in_one_error_and_keeps_the_finished_epi
     monkeypatch.setattr(episodes, "_write_npz", real)
     record("torchwm/TwoRooms-v0", "random", 2, tmp_path, max_steps=2, progress=False)
     assert sorted(_seeds(tmp_path)) == [0, 1, 2, 3]
+
+
+def test_a_frame_policy_sees_the_stored_frames_goal_frames_and_episode_starts(tmp_path: Path) -> None:
+    """A `FramePolicy` is handed what the recorder stores (frames resized to image_size, the reset's goal frame
+    resized the same way) and which sub-environments start an episode, for every sub-environment at once."""
+    from torchwm.envs.record import FrameStep
+
+    seen: list[FrameStep] = []
+
+    class Still:
+        description = "still"
+
+        def act(self, step: FrameStep) -> np.ndarray:
+            seen.append(FrameStep(step.frames.copy(), list(step.states), None if step.goal_frames is None
+                                  else step.goal_frames.copy(), step.episode_start.copy()))  # fmt: skip
+            return np.zeros((len(step.frames), 2), np.float32)
+
+    out = record("torchwm/TwoRooms-v0", Still(), 3, tmp_path / "ep", num_envs=2, max_steps=4, image_size=32,
+                 seed=0, progress=False, lossless=True)  # fmt: skip
+    entries = read_manifest(out)["episodes"]
+    assert [e["info"]["policy"] for e in entries] == ["still"] * 3
+    assert all(s.frames.shape == (2, 32, 32, 3) and s.goal_frames is not None for s in seen)
+    assert seen[0].goal_frames.shape == (2, 32, 32, 3)
+    assert seen[0].episode_start.tolist() == [True, True]
+    assert not seen[1].episode_start.any()
+    assert seen[4].episode_start.tolist() == [True, False]  # the third episode starts in sub-env 0; 1 idles
+    assert len(seen) == 8
+    assert all(s.states[0] is not None for s in seen)
+    first = next(e for e in entries if e["info"]["episode_index"] == 0)  # started in sub-environment 0
+    np.testing.assert_array_equal(load_episode(out, first["name"]).frames[0], seen[0].frames[0])

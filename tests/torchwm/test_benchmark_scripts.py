@@ -396,6 +396,23 @@ def test_pendulum_fits_from_pixels_and_plans_on_the_reward(tmp_path: Path) -> No
     assert (tmp_path / "run" / "world_model" / "checkpoints").is_dir()
 
 
+def test_learn_runs_the_loop_and_the_sac_reference_on_pendulum(tmp_path: Path) -> None:
+    out = tmp_path / "learn.json"
+    run("learn", "--envs", "pendulum", "--seeds", 0, "--out", tmp_path / "runs", "--results", out, "--recipe",
+        "two-phase-smoke", "--seed-episodes", 2, "--rounds", 1, "--episodes-per-round", 1, "--update-steps", 2,
+        "--eval-every", 1, "--eval-episodes", 1, "--reference", "--reference-eval-every", 300, "--no-progress",
+        cwd=tmp_path, timeout=600)  # fmt: skip
+    result = read(out)
+    (row,) = result["rows"]
+    assert (row["env"], row["seed"], row["metric"]) == ("pendulum", 0, "mean_return")
+    assert row["env_steps"] == 3 * 200 and [r["round"] for r in row["curve"]] == [0, 1]
+    assert -16.3 * 200 <= row["final_mean_return"] <= 0.0 and row["random"] is not None
+    assert positive(row["wall_seconds"]) and row["command"].startswith("python benchmarks/learn.py")
+    ref = result["references"]["pendulum"]
+    assert [r["env_steps"] for r in ref["curve"]] == [300, 600] and ref["algorithm"] == "SAC"
+    assert (tmp_path / "learn_pendulum.png").is_file()
+
+
 def test_downstream_pretrains_probes_and_fine_tunes(tmp_path: Path) -> None:
     work, out = tmp_path / "work", tmp_path / "out"
     run("downstream", "--budget", "small", "--pretrain-videos", 2, "--labelled-videos", 5, "--pretrain-steps", 2,
