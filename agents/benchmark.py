@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torchwm.agents.evaluate import RandomPolicy, evaluate
 from torchwm.agents.latent_model import PlanningModel
+from torchwm.agents.machine import machine_facts
 from torchwm.agents.mpc import MPCAgent, greedy_one_step
 from torchwm.agents.planners import (
     CEM,
@@ -40,7 +41,6 @@ from torchwm.envs.reset_options import ResetOptions
 from torchwm.envs.resolve import import_plugins
 from torchwm.wm.checkpoint import read_config, resolve_checkpoint
 from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
-from torchwm.wm.machine import machine_facts
 from torchwm.wm.planning_spec import PlannerKind, PlanningDefaults
 from torchwm.wm.world_model import DataFacts, WorldModel
 
@@ -382,6 +382,11 @@ def _run_planning_benchmark(
     for steps in cfg.also_context_steps:
         first = cfg.planners[0]
         methods[f"mpc_{first}_context{steps}"] = make_mpc_agent(model, cfg, space, first, context_steps=steps)
+    first_settings = cfg.cem if cfg.planners and cfg.planners[0] == "cem" else cfg.mppi
+    if cfg.planners and first_settings.cost == "reward" and first_settings.terminal_value and model.discount is not None:
+        # the same planner without the value beyond the horizon, on the same episodes
+        off = replace(cfg, cem=replace(cfg.cem, terminal_value=False), mppi=replace(cfg.mppi, terminal_value=False))
+        methods[f"mpc_{cfg.planners[0]}_no_value"] = make_mpc_agent(model, off, space, cfg.planners[0])
     if cfg.baselines:
         methods["greedy_one_step"] = greedy_one_step(
             model, space, frame_history=model.frame_history, cost=cfg.mppi.cost

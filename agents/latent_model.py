@@ -13,7 +13,7 @@ from torchwm.wm.world_model import WorldModel
 
 
 class PlanningModel:
-    """``encode_last(frames [B, T, H, W, C]) -> z [B, K, D]`` of the last step; ``rollout``; ``reward``."""
+    """``encode_last(frames [B, T, H, W, C]) -> z [B, K, D]`` of the last step; ``rollout``; ``reward``; ``value``."""
 
     def __init__(self, world_model: WorldModel, compile: bool = False) -> None:
         """``compile``: roll out through ``torch.compile`` (`WorldModel.compile_rollout`: faster calls after a
@@ -49,3 +49,11 @@ class PlanningModel:
 
     def reward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.world_model.reward(z, actions)
+
+    @property
+    def discount(self) -> float | None:
+        """The value's discount per model step; None when the world model has no value head."""
+        return self.world_model.discount if self.world_model.value_head is not None else None
+
+    def value(self, z: torch.Tensor) -> torch.Tensor:
+        return self.world_model.value(z)

@@ -28,7 +28,7 @@ from typing import Annotated, Literal, NamedTuple
 import numpy as np
 import torch
 from einops import rearrange
-from torchwm.agents.protocols import HistoryModelLike, LatentPrior, WorldModelLike
+from torchwm.agents.protocols import HistoryModelLike, LatentPrior, ValueModelLike, WorldModelLike
 from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.world_model import check_finite
 
@@ -43,6 +43,7 @@ __all__ = [
     "MPPIConfig",
     "PlannerConfig",
     "SamplingPlanner",
+    "discounted_return",
     "elite_indices",
     "latent_distance",
     "mppi_weights",
@@ -89,6 +90,10 @@ class PlannerConfig(Config):
     """``latent_l2``/``latent_l1``: mean squared/absolute latent difference to the goal; ``reward``: minus the predicted reward."""
     cost_on: CostOn = "sum"
     """Score the ``sum`` over the horizon, or the ``final`` predicted step only (DINO-WM's choice)."""
+    terminal_value: bool = True
+    """With ``cost="reward"`` and a model that has a value (`ValueModelLike` with a discount), the cost is minus
+    the discounted return: each step's predicted reward from the latent it is taken in, plus the value of the
+    last predicted latent (TD-MPC2's return); off, or without a value: minus the sum of the predicted rewards."""
     policy_prior_samples: NonNegInt = 0
     """At most this many prior action sequences replace sampled candidates (0: no prior)."""
     replan_every: PositiveInt = 1
@@ -159,6 +164,19 @@ def latent_distance(
     return per_step.mean(dim=(-2, -1)).sum(dim=-1)
 
 
+def discounted_return(
+    model: ValueModelLike, z_now: torch.Tensor, z_pred: torch.Tensor, actions: torch.Tensor
+) -> torch.Tensor:
+    """Predicted return of action sequences: sum_h discount^h R(z_h, a_h) + discount^H V(z_H), with z_0 = ``z_now``
+    [N, K, D], z_1..z_H = ``z_pred`` [N, H, K, D], ``actions`` [N, H, A] -> [N]."""
+    assert model.discount is not None
+    z_from = torch.cat([z_now[:, None], z_pred[:, :-1]], dim=1)  # the latent each action is taken in
+    horizon = actions.shape[1]
+    powers = model.discount ** torch.arange(horizon + 1, device=z_pred.device, dtype=z_pred.dtype)
+    rewards = model.reward(z_from, actions)  # (N, H)
+    return (rewards * powers[:horizon]).sum(-1) + powers[horizon] * model.value(z_pred[:, -1])
+
+
 def negative_reward(rewards: torch.Tensor, on: CostOn = "sum") -> torch.Tensor:
     """Cost from predicted rewards: ``rewards [B, S, H]`` -> ``[B, S]`` (minus the final or summed reward)."""
     return -(rewards[..., -1] if on == "final" else rewards.sum(dim=-1))
@@ -210,6 +228,11 @@ class SamplingPlanner:
             )
         self.model = model
         self.config = config
+        self.uses_value = (
+            config.cost == "reward" and config.terminal_value and isinstance(model, ValueModelLike)
+            and model.discount is not None
+        )  # fmt: skip
+        """Whether the reward cost adds the model's value beyond the horizon (see ``PlannerConfig.terminal_value``)."""
         self.prior = prior
         self.goal_cost = goal_cost
         """Replaces the latent distance of ``config.cost`` (`GoalCost`; None: ``latent_l2`` / ``latent_l1``)."""
@@ -425,6 +448,9 @@ class SamplingPlanner:
                 f"model.rollout must return [B*S, H, K, D] with B*S, H = {tuple(actions.shape[:2])}, got {tuple(z_pred.shape)}"
             )
         cfg = self.config
+        if cfg.cost == "reward" and self.uses_value:
+            z_now = history[:, -1].repeat_interleave(samples, dim=0)  # ((B S), K, D)
+            return -rearrange(discounted_return(self.model, z_now, z_pred, actions), "(b s) -> b s", b=batch)  # type: ignore[arg-type]
         if cfg.cost == "reward":
             rewards = self.model.reward(z_pred, actions)  # type: ignore[attr-defined]  # ((B S), H)
             return negative_reward(rearrange(rewards, "(b s) h -> b s h", b=batch), cfg.cost_on)

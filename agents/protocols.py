@@ -42,6 +42,20 @@ class RewardModelLike(WorldModelLike, Protocol):
 
 
 @runtime_checkable
+class ValueModelLike(RewardModelLike, Protocol):
+    """A world model with a learned value of its latents, which the ``reward`` cost adds beyond the horizon."""
+
+    @property
+    def discount(self) -> float | None:
+        """Discount per model step of the value and of the return (None: this model has no value)."""
+        ...
+
+    def value(self, z: torch.Tensor) -> torch.Tensor:
+        """Predicted discounted return from each latent on: ``z [N, K, D]`` -> ``[N]``."""
+        ...
+
+
+@runtime_checkable
 class HistoryModelLike(WorldModelLike, Protocol):
     """A world model that rolls every candidate out from a latent history (needed to plan from more than the
     current latent, or with proprioception); `torchwm.agents.latent_model.PlanningModel` is one."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torchwm.wm.machine import machine_facts
+from torchwm.agents.machine import machine_facts
 
 from torchwm.online import LearnJob, learn, plot_curves
 from torchwm.suite import SUITE, commit
@@ -42,20 +42,22 @@ def learn_row(name: str, seed: int, out: Path, settings: LearnJob, progress: boo
     env = SUITE[name]
     if env.gl:
         os.environ.setdefault("MUJOCO_GL", env.gl)
-    job = replace(settings, env=env.env_id, out=str(out / name / f"seed{seed}"), seed=seed, proprio=env.proprio,
+    folder = out / name / (f"seed{seed}" if settings.recipe == SETTINGS.recipe else f"{settings.recipe}_seed{seed}")
+    job = replace(settings, env=env.env_id, out=str(folder), seed=seed, proprio=env.proprio,
                   imports=env.imports, frame_skip=env.frame_skip, cost=env.cost, progress=progress)  # fmt: skip
     summary = learn(job)
     curve, metric = summary["curve"], summary["metric"]
     final = curve[-1]
     return {
-        "env": name, "env_id": env.env_id, "seed": seed, "metric": metric,
+        "env": name, "env_id": env.env_id, "seed": seed, "recipe": settings.recipe, "metric": metric,
         "env_steps": final["env_steps"], "wall_seconds": final["wall_seconds"],
         f"final_{metric}": final["value"], "value": final["value"], "round0": curve[0]["value"],
         "random": curve[0].get("random"), "greedy": curve[0].get("greedy"),
         "median_ms_per_call": final["median_ms_per_call"],
         "collect_plan_ms_per_call": final.get("collect_plan_ms_per_call"),
         "target": env.target, "curve": curve, "run_dir": job.out, "learn": asdict(job),
-        "command": f"python benchmarks/learn.py --envs {name} --seeds {seed}", "machine": summary["machine"],
+        "command": f"python benchmarks/learn.py --envs {name} --seeds {seed} --recipe {settings.recipe}",
+        "machine": summary["machine"],
     }  # fmt: skip
 
 
@@ -116,7 +118,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for seed in args.seeds:
             row = learn_row(name, seed, Path(args.out), settings, not args.no_progress)
             row["commit"] = commit()
-            table["rows"] = [r for r in table["rows"] if (r["env"], r["seed"]) != (name, seed)] + [row]
+            key = (name, seed, settings.recipe)
+            table["rows"] = [r for r in table["rows"] if (r["env"], r["seed"], r.get("recipe", "two-phase")) != key]
+            table["rows"].append(row)
             _write(table, path, settings)
         rows = [r for r in table["rows"] if r["env"] == name]
         if args.reference and name not in table["references"]:
@@ -125,14 +129,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             table["references"][name] = {**ref, "machine": machine_facts(1),
                                          "command": f"python benchmarks/learn.py --envs {name} --reference"}  # fmt: skip
             _write(table, path, settings)
-        runs = [{"env": r["env_id"], "seed": r["seed"], "metric": r["metric"], "curve": r["curve"]} for r in rows]
+        runs = [{"env": r["env_id"], "seed": r["seed"], "recipe": r.get("recipe"), "metric": r["metric"],
+                 "curve": r["curve"]} for r in rows]  # fmt: skip
         refs = [table["references"][name]] if name in table["references"] else []
         plot_curves(runs, path.parent / f"learn_{name}.png", refs)
     return table
 
 
 def _write(table: dict[str, Any], path: Path, settings: LearnJob) -> None:
-    table["settings"] = asdict(settings)
+    table["settings"] = {k: v for k, v in asdict(settings).items() if k != "recipe"}  # each row names its recipe
     path.write_text(json.dumps(table, indent=2, default=str) + "\n")
 
 

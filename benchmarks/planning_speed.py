@@ -27,8 +27,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from torchwm.agents.benchmark import benchmark_config_for, with_budget
 from torchwm.agents.latent_model import PlanningModel
+from torchwm.agents.machine import machine_facts, matmul_gflop_s
 from torchwm.agents.planners import CEM, MPPI, SamplingPlanner
-from torchwm.wm.machine import machine_facts, matmul_gflop_s
 from torchwm.wm.world_model import WorldModel
 
 RESULTS = Path(__file__).resolve().parent / "results" / "planning_speed.json"

@@ -46,6 +46,7 @@ from torchwm.wm.episodes import load_episode, read_manifest
 from torchwm.wm.losses import collapse_stats
 from torchwm.wm.recipes import get_recipe
 from torchwm.wm.trainer import JEPAAgent
+from torchwm.wm.wm_training import pooled_features
 from torchwm.wm.world_model import WorldModel
 
 from torchwm.pipeline import fit
@@ -206,7 +207,7 @@ def encode_split(model: WorldModel, frames: list[np.ndarray]) -> list[torch.Tens
 @torch.inference_mode()
 def pooled_split(model: WorldModel, frames: list[np.ndarray]) -> list[torch.Tensor]:
     """The encoder's region means [L+1, K, De] of each episode (z before the latent head)."""
-    return [model.pooled_features(torch.from_numpy(f)[None])[0] for f in frames]
+    return [pooled_features(model, torch.from_numpy(f)[None])[0] for f in frames]
 
 
 @torch.inference_mode()

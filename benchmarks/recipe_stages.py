@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from torchwm.agents.machine import machine_facts, matmul_gflop_s
 from torchwm.envs.record import record
 from torchwm.wm.loop import LoopSettings, TrainingLoop
-from torchwm.wm.machine import machine_facts, matmul_gflop_s
 from torchwm.wm.recipes import get_recipe
 from torchwm.wm.trainer import JEPAAgent
 from torchwm.wm.wm_trainer import WorldModelTrainer

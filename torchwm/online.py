@@ -39,6 +39,7 @@ from torchwm.agents.benchmark import (
 )
 from torchwm.agents.collect import MPCCollector
 from torchwm.agents.latent_model import PlanningModel
+from torchwm.agents.machine import machine_facts
 from torchwm.agents.plotting import pyplot
 from torchwm.envs.record import record
 from torchwm.envs.reset_options import ResetOptions
@@ -46,7 +47,6 @@ from torchwm.envs.resolve import import_plugins, step_limit
 from torchwm.pipeline import first_recording_seed, fit_stages, recorded_episodes, stage_finished
 from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveInt
 from torchwm.wm.episodes import read_manifest
-from torchwm.wm.machine import machine_facts
 from torchwm.wm.recipes import Recipe, get_recipe
 from torchwm.wm.runlog import RunLog
 from torchwm.wm.runs import Overwrite, open_run
@@ -244,6 +244,8 @@ class _Loop:
             "mean_return": methods[planner]["mean_return"], "ci95": methods[planner].get("success_ci95"),
             "median_ms_per_call": methods[planner]["median_ms_per_step"],
         }  # fmt: skip
+        if f"{planner}_no_value" in methods:  # a model with a value: the same planner without it, same episodes
+            row["no_value"] = methods[f"{planner}_no_value"][metric]
         if baselines:
             row["random"] = methods["random"][metric]
             row["greedy"] = methods["greedy_one_step"][metric]
@@ -252,7 +254,9 @@ class _Loop:
             row["collect_mean_return"] = sum(float(e["return"]) for e in made) / max(len(made), 1)
             collect = self._collect_path(rnd)
             if collect.is_file():
-                row["collect_plan_ms_per_call"] = json.loads(collect.read_text())["plan_ms_per_call"]
+                facts = json.loads(collect.read_text())
+                row["collect_plan_ms_per_call"] = facts["plan_ms_per_call"]  # every sub-environment in one call
+                row["collect_num_envs"] = facts["num_envs"]
         curve.append(row)
         gif = eval_dir / "episode_0.gif"
         if gif.is_file():
@@ -326,7 +330,7 @@ def plot_curves(runs: Sequence[dict[str, Any]], path: Path, reference: Sequence[
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     for run in runs:
         rows = run["curve"]
-        label = f"torchwm learn seed {run['seed']}"
+        label = f"torchwm learn, {run.get('recipe') or 'recipe'}, seed {run['seed']}"
         ax1.plot([r["env_steps"] for r in rows], [r["value"] for r in rows], marker="o", label=label)
         ax2.plot([r["wall_seconds"] for r in rows], [r["value"] for r in rows], marker="o", label=label)
     first = runs[0]["curve"][0] if runs[0]["curve"] else {}

@@ -65,6 +65,9 @@ class Recipe(Config):
     frames, pretrained with temporal masking: each step's latent sees the recent motion itself)."""
     frame_history: PositiveInt = 4
     """Frames a temporal encoder sees for one step (its clip; a multiple of its tubelets of 2)."""
+    value: bool = False
+    """Learn a value of the latents by temporal differences from the recorded rewards beside the reward head (both
+    phases); the planners' reward cost adds it beyond the horizon."""
     planning: PlanningDefaults = field(default_factory=PlanningDefaults)
     """How its world models plan."""
 
@@ -140,7 +143,8 @@ class Recipe(Config):
     def shape(self) -> DynamicsShape:
         """The world model's shape in both phases (phase 2 reuses phase 1's latent head, so they must agree)."""
         return DynamicsShape(
-            width=self.width, action_token=self.action_token, mlp_ratio=self.mlp_ratio, pooling=self.pooling
+            width=self.width, action_token=self.action_token, mlp_ratio=self.mlp_ratio, pooling=self.pooling,
+            value_head=self.value,
         )
 
     def scaled(self, **budget: Any) -> Recipe:
@@ -181,6 +185,9 @@ with MPPI 50 x 2 from a 3-step latent history: 0.72 of a planning call's arithme
 register_recipe(Recipe("two-phase-temporal", encoder="temporal"))
 """``two-phase-temporal``: the same stages and budgets with a temporal encoder (each step's latent from the last 4
 frames, in tubelets of 2) instead of a latent history: the alternative the suite measures it against."""
+register_recipe(Recipe("two-phase-value", value=True))
+"""``two-phase-value``: the two-phase recipe with a value head (expectile TD on the recorded rewards), which the
+reward cost adds beyond the planning horizon."""
 register_recipe(
     Recipe(
         "two-phase-smoke",

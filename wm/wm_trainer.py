@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from torchwm.wm.checkpoint import (
     resolve_checkpoint,
 )
 from torchwm.wm.config import JEPAConfig
-from torchwm.wm.config_base import Config, Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt
+from torchwm.wm.config_base import Config, Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.device import resolve_device
 from torchwm.wm.episodes import action_size, recorded_frame_skip
 from torchwm.wm.loop import LoopSettings, TrainingLoop
@@ -41,6 +41,17 @@ from torchwm.wm.planning_spec import PlanningDefaults
 from torchwm.wm.rollouts import RolloutClips
 from torchwm.wm.runs import Overwrite
 from torchwm.wm.schedule import linear_ramp
+from torchwm.wm.wm_training import (
+    autoregressive,
+    init_value_scale,
+    latents_from_pooled,
+    pooled_features,
+    set_feature_stats,
+    teacher_forced,
+    training_latents,
+    update_targets,
+    value_loss,
+)
 from torchwm.wm.world_model import DataFacts, DynamicsShape, WorldModel, WorldModelSpec
 from tqdm.auto import tqdm
 
@@ -92,6 +103,11 @@ class WorldModelConfig(Config):
     terms from being met by features that jump when the agent moves a little)."""
     reward_weight: NonNegFloat = 1.0
     """Weight of the reward regression."""
+    value_weight: NonNegFloat = 1.0
+    """Weight of the value's temporal-difference loss (where ``shape.value_head`` is on)."""
+    value_expectile: Annotated[float, Range(gt=0, lt=1)] = 0.7
+    """Expectile of the value's TD targets: above 0.5 the value leans towards the better of the recorded
+    continuations (IQL's expectile regression on the state value), 0.5 is the behaviour policy's value."""
     proprio: tuple[int, ...] = ()
     """Proprioception: indices of the recorded state vector (``info["state"]`` or a state observation) that the
     dynamics take as an extra token each step and predict (``--proprio 2 --proprio 3``: PointMass's velocity).
@@ -238,17 +254,17 @@ def world_model_loss(
     if "latents" in batch:  # frozen encoder and head: the cached latents are the inputs and the targets
         z = z_tgt = batch["latents"]
     elif "pooled" in batch:  # frozen encoder: cached pooled regions of each frame
-        z, z_tgt = model.latents_from_pooled(batch["pooled"])
+        z, z_tgt = latents_from_pooled(model, batch["pooled"])
     else:
         # EMA momentum 0 all the way: the targets are the online latents, so their second forward pass is skipped.
         online = cfg.ema_start == cfg.ema_end == 0.0
         history = batch["frames"].shape[1] - actions.shape[1]  # frames before the first step (a temporal encoder's)
-        z, z_tgt = model.latents_for_training(batch["frames"], online_targets=online, history=history)  # (B, T, K, D)
+        z, z_tgt = training_latents(model, batch["frames"], online_targets=online, history=history)  # (B, T, K, D)
     proprio = batch.get("proprio")  # (B, T, P) or None
-    tf, tf_p = model.teacher_forced_full(z, actions, proprio)
+    tf, tf_p = teacher_forced(model, z, actions, proprio)
     terms = {"teacher_forcing": F.mse_loss(tf, z_tgt[:, 1:])}
     h = cfg.predict_horizon
-    ar, ar_p = model.autoregressive_full(z[:, 0], actions[:, :h], h, None if proprio is None else proprio[:, 0])
+    ar, ar_p = autoregressive(model, z[:, 0], actions[:, :h], h, None if proprio is None else proprio[:, 0])
     terms["rollout"] = F.mse_loss(ar, z_tgt[:, 1 : h + 1])
     # One sample per step, features = all K*D numbers: each token's dimensions must vary across states.
     # (Flattening tokens into samples instead lets the spread *between* tokens, e.g. which quadrant of a
@@ -274,6 +290,9 @@ def world_model_loss(
         pred_r = model.reward_head(z.detach(), actions)
         terms["reward"] = F.mse_loss(pred_r, batch["rewards"])
         total = total + cfg.reward_weight * terms["reward"]
+    if model.value_head is not None and "rewards" in batch:
+        terms["value"] = value_loss(model, z_tgt.detach(), batch["rewards"], cfg.value_expectile)
+        total = total + cfg.value_weight * terms["value"]
     terms["total"] = total
     return terms
 
@@ -293,6 +312,8 @@ class WorldModelTrainer:
         self.model.data = data_facts(cfg, self.dataset, self.model.window)
         if cfg.proprio:
             self._set_proprio_stats()
+        if self.model.value_head is not None and not cfg.init_checkpoint:
+            init_value_scale(self.model, [e.rewards for e in self.dataset.episodes], cfg.frame_step)
         self.module = self.model  # what `TrainingLoop` saves and restores
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -340,7 +361,7 @@ class WorldModelTrainer:
             bar.update(1)
         bar.close()
         if set_stats:
-            self.model.set_feature_stats(torch.cat(self.features))
+            set_feature_stats(self.model, torch.cat(self.features))
         if not any(p.requires_grad for p in self.model.head.parameters()):
             with torch.no_grad():  # the head and its EMA copy are equal while the head is frozen
                 self.features = [self.model.target_head.project(f) for f in self.features]
@@ -390,8 +411,8 @@ class WorldModelTrainer:
             picks = torch.randperm(length, generator=gen)[:per].sort().values.tolist()
             # (n, H, W, C): each frame a one-step clip
             frames = self.features[e][picks] if video is None else torch.from_numpy(video.get(picks))
-            pooled.append(self.model.pooled_features(frames[:, None])[:, 0])
-        self.model.set_feature_stats(torch.cat(pooled))
+            pooled.append(pooled_features(self.model, frames[:, None])[:, 0])
+        set_feature_stats(self.model, torch.cat(pooled))
 
     def _pooled_in_chunks(self, frames: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """Region means of one episode's frames [L+1, H, W, C] -> [L+1, K, De], ``chunk`` steps at a time.
@@ -402,7 +423,7 @@ class WorldModelTrainer:
         out, overlap = [], self.model.window - 1
         for start in range(0, len(frames), chunk):
             lo = max(0, start - overlap)
-            out.append(self.model.pooled_features(frames[None, lo : start + chunk])[0, start - lo :])
+            out.append(pooled_features(self.model, frames[None, lo : start + chunk])[0, start - lo :])
         return torch.cat(out)
 
     # --- the step, as `TrainingLoop` calls it ---------------------------------------------------
@@ -425,7 +446,7 @@ class WorldModelTrainer:
         return world_model_loss(self.model, self.cfg, batch)
 
     def after_update(self, step: int) -> None:
-        self.model.update_targets(linear_ramp(step + 1, self.cfg.steps, self.cfg.ema_start, self.cfg.ema_end))
+        update_targets(self.model, linear_ramp(step + 1, self.cfg.steps, self.cfg.ema_start, self.cfg.ema_end))
 
     def checkpoint_config(self) -> dict[str, Any]:
         return self.model.checkpoint_config(train=dataclasses.asdict(self.cfg))

@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -35,9 +35,9 @@ from torchwm.wm.checkpoint import (
     save_checkpoint,
 )
 from torchwm.wm.config import JEPAConfig
-from torchwm.wm.config_base import Config, NonNegInt, PositiveFloat, PositiveInt
+from torchwm.wm.config_base import Config, NonNegInt, PositiveFloat, PositiveInt, Range
 from torchwm.wm.device import resolve_device
-from torchwm.wm.dynamics import DynamicsPredictor, KVBuffer, KVCache
+from torchwm.wm.dynamics import DynamicsPredictor, KVBuffer
 from torchwm.wm.encoders import VisionEncoder, prepare_frames
 from torchwm.wm.jepa import build_encoder
 from torchwm.wm.planning_spec import PlanningDefaults, read_planning
@@ -86,6 +86,11 @@ class WorldModelSpec(Config):
     """Size of an optional proprioception vector per step (0: none)."""
     reward_head: bool = True
     """Learn recorded rewards r_t = R(z_t, a_t)."""
+    value_head: bool = False
+    """Learn a value V(z_t) of the recorded rewards by temporal differences (discounted by ``discount`` per model
+    step), which a planner adds to its predicted return beyond the horizon."""
+    discount: Annotated[float, Range(gt=0, lt=1)] = 0.99
+    """Discount per model step of the value (and of the planners' predicted return when they use it)."""
     predict_horizon: PositiveInt = 8
     """Default rollout length H."""
     residual: bool = True
@@ -124,6 +129,10 @@ class DynamicsShape(Config):
     """Attention heads of the dynamics predictor."""
     reward_head: bool = WorldModelSpec.reward_head
     """Learn recorded rewards r_t = R(z_t, a_t)."""
+    value_head: bool = WorldModelSpec.value_head
+    """Learn a value V(z_t) of the recorded rewards by temporal differences (see `WorldModelSpec`)."""
+    discount: Annotated[float, Range(gt=0, lt=1)] = WorldModelSpec.discount
+    """Discount per model step of the value."""
     action_token: bool = WorldModelSpec.action_token
     """The action is a token of its own in each step; False adds its embedding to every latent token."""
     mlp_ratio: PositiveFloat = WorldModelSpec.mlp_ratio
@@ -234,6 +243,23 @@ class RewardHead(nn.Module):
         return self.net(torch.cat([z.flatten(-2), a], dim=-1)).squeeze(-1)
 
 
+class ValueHead(nn.Module):
+    """V(z_t): a small MLP on the flattened latent, its output in units of ``scale`` (a buffer the trainer sets
+    from the data's rewards, so that returns of any size are learnt at the same rate)."""
+
+    scale: torch.Tensor
+
+    def __init__(self, latent_size: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent_size, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, 1))  # fmt: skip
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z [..., K, D] -> [...]."""
+        return self.net(z.flatten(-2)).squeeze(-1) * self.scale
+
+
 def cpp_compiler_available() -> bool:
     """Whether a C++ compiler is on PATH (what ``torch.compile`` needs on the CPU)."""
     return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
@@ -264,6 +290,8 @@ class WorldModel(nn.Module):
             spec.mlp_ratio,
         )
         self.reward_head = RewardHead(self.k * spec.latent_dim, spec.action_dim) if spec.reward_head else None
+        self.value_head = ValueHead(self.k * spec.latent_dim) if spec.value_head else None
+        self.target_value_head = None if self.value_head is None else copy.deepcopy(self.value_head).requires_grad_(False)
         self.target_head = copy.deepcopy(self.head).requires_grad_(False)
         self.target_encoder = None if freeze_encoder else copy.deepcopy(self.encoder).requires_grad_(False)
         if freeze_encoder:
@@ -529,6 +557,18 @@ class WorldModel(nn.Module):
         p_out = rearrange(torch.stack(out_p, dim=1), "(b s) h p -> b s h p", b=b) if out_p else None
         return z_out, p_out
 
+    @property
+    def discount(self) -> float:
+        """Discount per model step of the value and of a planner's return that adds it."""
+        return self.spec.discount
+
+    def value(self, z: torch.Tensor) -> torch.Tensor:
+        """Predicted discounted return from latents z [.., K, D] on -> [..] (the EMA target of the value head)."""
+        if self.target_value_head is None:
+            raise ValueError("this world model was trained without a value head (WorldModelSpec.value_head=False)")
+        with torch.inference_mode():
+            return self.target_value_head(z)
+
     def reward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Predicted reward of taking actions [.., A] in latents z [.., K, D] -> [..]."""
         if self.reward_head is None:
@@ -537,109 +577,3 @@ class WorldModel(nn.Module):
             )
         with torch.inference_mode():
             return self.reward_head(z, self.to_actions(actions))
-
-    # --- training ---------------------------------------------------------------------------
-    def latents_for_training(
-        self, frames: torch.Tensor, online_targets: bool = False, history: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(online z [B, T, K, D] with gradients to the head (and encoder), EMA target z without) of frames
-        [B, history + T, H, W, C] (`_step_tokens`' ``history``).
-
-        ``online_targets``: the targets are the online latents themselves, detached (what an EMA of momentum 0
-        gives), so the target encoder's forward pass is skipped."""
-        b = frames.shape[0]
-        if online_targets:
-            tokens = self._step_tokens(frames, self.encoder, history)
-            z = rearrange(self.head(self._flat(tokens)), "(b t) k d -> b t k d", b=b)
-            return z, z.detach()
-        if self.freeze_encoder:
-            with torch.no_grad():
-                tokens = self._step_tokens(frames, self.encoder, history)
-            target_tokens = tokens
-        else:
-            tokens = self._step_tokens(frames, self.encoder, history)
-            assert self.target_encoder is not None  # made whenever the encoder is trained
-            with torch.no_grad():
-                target_tokens = self._step_tokens(frames, self.target_encoder, history)
-        z = self.head(self._flat(tokens))
-        with torch.no_grad():
-            z_tgt = self.target_head(self._flat(target_tokens))
-        return rearrange(z, "(b t) k d -> b t k d", b=b), rearrange(z_tgt, "(b t) k d -> b t k d", b=b)
-
-    @torch.no_grad()
-    def pooled_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """Frozen-encoder pooled regions of every step: uint8 [B, T, H, W, C] -> [B, T, K, F] (`LatentHead.pool`).
-
-        With a frozen encoder these never change, so a trainer can compute them once per frame.
-        """
-        tokens = self._step_tokens(self.check_frames(frames), self.encoder)
-        return rearrange(self.head.pool(self._flat(tokens)), "(b t) k d -> b t k d", b=frames.shape[0])
-
-    @torch.no_grad()
-    def set_feature_stats(self, pooled: torch.Tensor) -> None:
-        """Centre the latent head's input on the mean of a data set's pooled regions [N, K, F], at unit RMS.
-
-        A frozen encoder's region means differ between states by ~1e-3 of their size (the static scene
-        dominates them), so without this the latents barely move when the agent does, and the dynamics
-        learn nothing about motion.
-        """
-        mean = pooled.mean(0)
-        scale = (pooled - mean).pow(2).mean().sqrt().clamp_min(1e-12)
-        heads: tuple[LatentHead, LatentHead] = (self.head, self.target_head)
-        for head in heads:
-            head.feature_mean.copy_(mean)
-            head.feature_scale.copy_(scale)
-
-    def latents_from_pooled(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(online z, EMA target z) [B, T, K, D] from cached pooled regions [B, T, K, F]."""
-        with torch.no_grad():
-            z_tgt = self.target_head.project(pooled)
-        return self.head.project(pooled), z_tgt
-
-    def teacher_forced(
-        self, z: torch.Tensor, actions: torch.Tensor, proprio: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """One block-causal pass: predictions of z_1..z_T from z_0..z_{T-1}: [B, T-1, K, D]."""
-        return self.teacher_forced_full(z, actions, proprio)[0]
-
-    def teacher_forced_full(
-        self, z: torch.Tensor, actions: torch.Tensor, proprio: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`teacher_forced`, with the predicted proprioception p_1..p_T [B, T-1, P] (None without it)."""
-        pred, p_pred, _ = self.dynamics.forward_full(
-            z[:, :-1], actions[:, :-1], None, None if proprio is None else proprio[:, :-1]
-        )
-        return pred, p_pred
-
-    def autoregressive(
-        self, z0: torch.Tensor, actions: torch.Tensor, horizon: int, proprio0: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Predictions of z_1..z_H fed back as inputs (with gradients): z0 [B, K, D] -> [B, H, K, D]."""
-        return self.autoregressive_full(z0, actions, horizon, proprio0)[0]
-
-    def autoregressive_full(
-        self, z0: torch.Tensor, actions: torch.Tensor, horizon: int, proprio0: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`autoregressive`, from proprioception p_0 [B, P] too, fed back alike: (z [B, H, K, D], p [B, H, P])."""
-        out: list[torch.Tensor] = []
-        out_p: list[torch.Tensor] = []
-        cache: KVCache | None = None
-        z = z0.unsqueeze(1)
-        p = None if proprio0 is None else proprio0.unsqueeze(1)
-        for h in range(horizon):
-            z, p, cache = self.dynamics.forward_full(z, actions[:, h : h + 1], cache, p)
-            out.append(z[:, 0])
-            if p is not None:
-                out_p.append(p[:, 0])
-        return torch.stack(out, dim=1), (torch.stack(out_p, dim=1) if out_p else None)
-
-    @torch.no_grad()
-    def update_targets(self, momentum: float) -> None:
-        """EMA of the latent head (and of the encoder when it is trained)."""
-        pairs: list[tuple[nn.Module, nn.Module]] = [(self.target_head, self.head)]
-        if self.target_encoder is not None:
-            pairs.append((self.target_encoder, self.encoder))
-        for target, online in pairs:
-            torch._foreach_lerp_(
-                list[torch.Tensor](target.parameters()), [p.detach() for p in online.parameters()], 1.0 - momentum
-            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from torchwm.agents.planners import (
     CEMConfig,
     MPPIConfig,
     SamplingPlanner,
+    discounted_return,
     latent_distance,
     mppi_weights,
 )
@@ -257,3 +259,49 @@ def test_narrow_std_draws_the_first_rounds_last_samples_close_to_the_mean(planne
     assert narrow.abs().max() < 0.3  # 4 x 0.05 around zero
     assert (wide.abs() == 1.0).float().mean() > 0.3  # std 2 puts many at the bounds
     assert (model.seen_actions[1][150:].abs() > 0.3).any()  # the second round samples from the refit spread
+
+
+class ValueCumsumModel(RewardCumsumModel):
+    """No reward inside the horizon; the value of a position is its first coordinate (the goal lies beyond)."""
+
+    def __init__(self, discount: float | None) -> None:
+        super().__init__((0.0, 0.0))
+        self._discount = discount
+
+    def reward(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(z.shape[:2])
+
+    @property
+    def discount(self) -> float | None:
+        return self._discount
+
+    def value(self, z: torch.Tensor) -> torch.Tensor:
+        return z[:, 0, 0]
+
+
+@pytest.mark.parametrize(("planner_cls", "config_cls"), PLANNERS)
+def test_the_value_beyond_the_horizon_steers_the_reward_cost(planner_cls: Any, config_cls: Any) -> None:
+    """A return that the horizon cannot see: with the value the plan heads for it; without it (or for a model
+    without a value) every plan costs the same."""
+    z = torch.zeros(1, 1, 2)
+    config = config_cls(cost="reward", horizon=3, num_samples=64, num_elites=8)
+    with_value = planner_cls(ValueCumsumModel(0.9), [-1, -1], [1, 1], config)
+    assert with_value.uses_value
+    plan = with_value.plan(z, None, torch.Generator().manual_seed(0))
+    assert plan[0, :, 0].mean() > 0.5  # towards larger values
+    for off in (planner_cls(ValueCumsumModel(0.9), [-1, -1], [1, 1], replace(config, terminal_value=False)),
+                planner_cls(ValueCumsumModel(None), [-1, -1], [1, 1], config)):  # fmt: skip
+        assert not off.uses_value
+        off.plan(z, None, torch.Generator().manual_seed(0))
+        assert off.last_cost is not None and torch.all(off.last_cost == 0)
+
+
+def test_the_discounted_return_takes_each_reward_from_the_latent_before_its_action() -> None:
+    model = ValueCumsumModel(0.5)
+    model.reward = lambda z, a: z[:, :, 0, 0] + 10 * a[:, :, 0]  # type: ignore[method-assign]
+    z_now = torch.tensor([[[1.0, 0.0]]])  # (1, 1, 2)
+    actions = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])  # (1, 2, 2)
+    z_pred = z_now[:, None] + actions.cumsum(1)[:, :, None]  # positions 2, 3
+    # rewards: (1 + 10) + 0.5 (2 + 10); value of the last latent: 0.25 * 3
+    expected = torch.tensor([11.0 + 0.5 * 12.0 + 0.25 * 3.0])
+    torch.testing.assert_close(discounted_return(model, z_now, z_pred, actions), expected)

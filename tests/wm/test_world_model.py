@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,14 @@ from torchwm.envs.record import record
 from torchwm.wm.config import JEPAConfig
 from torchwm.wm.trainer import JEPAAgent
 from torchwm.wm.wm_trainer import WorldModelConfig, WorldModelTrainer, world_model_loss
+from torchwm.wm.wm_training import (
+    init_value_scale,
+    pooled_features,
+    teacher_forced,
+    training_latents,
+    update_targets,
+    value_loss,
+)
 from torchwm.wm.world_model import DynamicsShape, WorldModel, WorldModelSpec, cpp_compiler_available
 
 K, D, A = 4, 8, 2  # latent_grid=2 over a 4x4 patch grid, latent width, action size
@@ -74,8 +83,8 @@ def test_changing_z_t_changes_no_prediction_before_it(model: WorldModel, t: int)
     z2 = z.clone()
     z2[:, t] = torch.randn(2, K, D)
     with torch.no_grad():
-        pred = model.teacher_forced(torch.cat([z, z[:, :1]], 1), torch.cat([a, a[:, :1]], 1))
-        pred2 = model.teacher_forced(torch.cat([z2, z[:, :1]], 1), torch.cat([a, a[:, :1]], 1))
+        pred = teacher_forced(model, torch.cat([z, z[:, :1]], 1), torch.cat([a, a[:, :1]], 1))[0]
+        pred2 = teacher_forced(model, torch.cat([z2, z[:, :1]], 1), torch.cat([a, a[:, :1]], 1))[0]
     torch.testing.assert_close(pred2[:, :t], pred[:, :t], rtol=0, atol=1e-6)
     assert not torch.allclose(pred2[:, t], pred[:, t])
 
@@ -260,7 +269,7 @@ def train_steps(model: WorldModel, steps: int = 3) -> None:
         opt.zero_grad()
         terms["total"].backward()
         opt.step()
-        model.update_targets(0.9)
+        update_targets(model, 0.9)
 
 
 def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -300,7 +309,7 @@ def test_joint_encoder_moves_and_its_ema_target_follows_update_targets() -> None
     assert all(p.grad is None for p in model.target_encoder.parameters())
     assert not changed(target, model.target_encoder)  # only update_targets moves the target
     online = dict(model.encoder.named_parameters())
-    model.update_targets(0.75)
+    update_targets(model, 0.75)
     for name, p in model.target_encoder.named_parameters():
         torch.testing.assert_close(p, 0.75 * target[name] + 0.25 * online[name].detach())
 
@@ -398,7 +407,7 @@ def test_feature_cache_chunks_keep_a_temporal_encoder_history(
     trainer = WorldModelTrainer(cfg)  # the "tiny" preset: a temporal encoder seeing 4 frames a step
     assert trainer.model.window == 4
     frames = torch.from_numpy(trainer.dataset.video(0).get(list(range(12))))
-    whole = trainer.model.pooled_features(frames[None])[0]
+    whole = pooled_features(trainer.model, frames[None])[0]
     torch.testing.assert_close(trainer._pooled_in_chunks(frames, chunk=5), whole, rtol=0, atol=1e-5)
 
 
@@ -465,7 +474,7 @@ def test_smoothness_term_is_the_mean_squared_step_of_the_online_latent() -> None
     plain = world_model_loss(model, loss_cfg(), batch)
     torch.manual_seed(0)
     smooth = world_model_loss(model, replace(loss_cfg(), smooth_weight=2.0), batch)
-    z, _ = model.latents_for_training(batch["frames"])
+    z, _ = training_latents(model, batch["frames"])
     expected = (z[:, 1:] - z[:, :-1]).pow(2).mean()
     torch.testing.assert_close(smooth["smoothness"], expected)
     assert expected > 0
@@ -506,10 +515,10 @@ def test_second_phase_with_another_latent_shape_names_the_fields(
 
 def test_online_targets_equal_the_target_encoders_when_the_ema_momentum_is_zero() -> None:
     model = tiny_model(freeze_encoder=False).train()
-    model.update_targets(0.0)  # momentum 0: the targets are copies of the online weights
+    update_targets(model, 0.0)  # momentum 0: the targets are copies of the online weights
     frames = random_frames(2, 3)
-    z, z_tgt = model.latents_for_training(frames)
-    z_online, z_online_tgt = model.latents_for_training(frames, online_targets=True)
+    z, z_tgt = training_latents(model, frames)
+    z_online, z_online_tgt = training_latents(model, frames, online_targets=True)
     torch.testing.assert_close(z_online, z, rtol=0, atol=1e-6)
     torch.testing.assert_close(z_online_tgt, z_tgt, rtol=0, atol=1e-6)
     assert z_online.requires_grad and not z_online_tgt.requires_grad
@@ -670,15 +679,15 @@ def test_a_temporal_encoder_trains_on_the_frames_that_came_before_each_sequence(
             assert torch.equal(a[key], b[key]), key
     whole = trainer.features[0][None]  # every frame of episode 0
     with torch.no_grad():
-        z_all, _ = model.latents_for_training(whole, online_targets=True)
+        z_all, _ = training_latents(model, whole, online_targets=True)
         for start in (0, 2, 5):
             index = start  # episode 0's clips come first
             assert trainer.dataset.locate(index) == (0, start)
             frames = cached.cached_item(index)["frames"][None]
-            z, _ = model.latents_for_training(frames, online_targets=True, history=3)
+            z, _ = training_latents(model, frames, online_targets=True, history=3)
             torch.testing.assert_close(z[0], z_all[0, start : start + cfg.seq_len], rtol=0, atol=1e-5)
             if start > 0:  # without the history the first steps' clips would be padded: other latents
-                z_padded, _ = model.latents_for_training(frames[:, 3:], online_targets=True)
+                z_padded, _ = training_latents(model, frames[:, 3:], online_targets=True)
                 assert (z_padded[0, 0] - z_all[0, start]).abs().max() > 1e-4
     trainer.run()  # a training step on those batches
 
@@ -702,3 +711,38 @@ def test_compiling_without_a_cpp_compiler_says_what_to_install(monkeypatch: pyte
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(RuntimeError, match=r"C\+\+ compiler.*compile=False"):
         tiny_model().compile_rollout()
+
+
+def test_the_value_learns_the_discounted_return_of_a_cycle() -> None:
+    """States 0..4 in a cycle, reward 1 on leaving state 0: V(s) = discount^((5 - s) % 5) / (1 - discount^5),
+    learnt by expectile TD from sequences of four steps (deterministic: every expectile has the same answer)."""
+    torch.manual_seed(0)
+    model = tiny_model(value_head=True, discount=0.8)
+    n, k, d = 5, model.k, model.spec.latent_dim
+    states = torch.randn(n, k, d)
+    init_value_scale(model, [np.array([1.0, 0, 0, 0, 0])], 1)
+    assert model.value_head is not None
+    optimizer = torch.optim.Adam(model.value_head.parameters(), lr=3e-3)
+    for _ in range(800):
+        start = torch.randint(0, n, (32,))
+        index = (start[:, None] + torch.arange(4)) % n  # (B, T)
+        loss = value_loss(model, states[index], (index == 0).float(), expectile=0.7)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        update_targets(model, 0.9)
+    expected = torch.tensor([0.8 ** ((n - s) % n) for s in range(n)]) / (1 - 0.8**n)
+    torch.testing.assert_close(model.value(states), expected, atol=0.05 * float(expected.max()), rtol=0)
+
+
+def test_a_value_head_trains_with_the_world_model_and_reloads(pretrained: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg = wm_cfg(pretrained, tmp_path / "wm", shape=DynamicsShape(width=32, heads=2, latent_dim=16, value_head=True))
+    trainer = WorldModelTrainer(cfg)
+    trainer.run()
+    assert "value" in trainer.last_terms and np.isfinite(trainer.last_terms["value"])
+    loaded = WorldModel.from_pretrained(tmp_path / "wm")
+    assert loaded.value_head is not None and float(loaded.value_head.scale) != 1.0  # units from the data's rewards
+    z = torch.randn(3, loaded.k, 16)
+    torch.testing.assert_close(loaded.value(z), trainer.model.eval().value(z))
+    with pytest.raises(ValueError, match="without a value head"):
+        tiny_model().value(z)

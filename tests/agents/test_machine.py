@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torchwm.wm.machine import machine_facts
+from torchwm.agents.machine import machine_facts
 
 
 def test_machine_facts_measure_both_thread_settings_and_restore_the_current_one() -> None:
