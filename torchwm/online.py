@@ -44,12 +44,12 @@ from torchwm.agents.plotting import pyplot
 from torchwm.envs.record import record
 from torchwm.envs.reset_options import ResetOptions
 from torchwm.envs.resolve import import_plugins, step_limit
-from torchwm.pipeline import first_recording_seed, fit_stages, recorded_episodes, stage_finished
-from torchwm.wm.config_base import Config, NonNegFloat, NonNegInt, PositiveInt
+from torchwm.pipeline import FitJob, first_recording_seed, fit_stages, recorded_episodes, stage_finished
+from torchwm.wm.config_base import NonNegFloat, NonNegInt, PositiveInt
 from torchwm.wm.episodes import read_manifest
 from torchwm.wm.recipes import Recipe, get_recipe
 from torchwm.wm.runlog import RunLog
-from torchwm.wm.runs import Overwrite, open_run
+from torchwm.wm.runs import open_run
 from torchwm.wm.wm_trainer import WorldModelTrainer
 from torchwm.wm.world_model import WorldModel
 
@@ -57,27 +57,20 @@ LearnCost = Literal["auto", "latent_l2", "reward"]
 
 
 @dataclass(frozen=True)
-class LearnJob(Config):
-    """``torchwm learn``: an environment, a run folder, a recipe, and the online loop's budget."""
+class LearnJob(FitJob):
+    """``torchwm learn``: the seed fit's environment, run folder, recipe and seed (`FitJob`'s fields), and the
+    online loop's budget."""
 
-    RUN_NEUTRAL: ClassVar[frozenset[str]] = Config.RUN_NEUTRAL | {"rounds", "eval_every", "eval_episodes", "out"}
+    RUN_NEUTRAL: ClassVar[frozenset[str]] = FitJob.RUN_NEUTRAL | {"rounds", "eval_every", "eval_episodes", "out"}
     """A run may be extended by more rounds, and evaluated more or less often, without becoming another run."""
 
-    env: str = ""
-    """Gymnasium id of an environment that gives pixels (observations or ``rgb_array`` renders)."""
-    out: str = ""
-    """Run folder (the same command continues a killed run)."""
-    recipe: str = "two-phase"
-    """Named recipe (`torchwm.wm.recipes.RECIPES`) of the seed fit; its planner collects and is evaluated."""
-    seed: NonNegInt = 0
-    """Training seed (initialisation, batches, exploration noise, and which episodes are recorded)."""
     frame_skip: PositiveInt | None = None
     """Environment steps per recorded step and per planned action (None: the recipe's)."""
-    seed_episodes: PositiveInt = 100
+    seed_episodes: PositiveInt = 30
     """Random-policy episodes recorded before the first round (the recipe's fit trains on them)."""
-    rounds: PositiveInt = 10
+    rounds: PositiveInt = 8
     """Rounds of collect, update, evaluate."""
-    episodes_per_round: PositiveInt = 16
+    episodes_per_round: PositiveInt = 10
     """Episodes the MPC agent collects each round."""
     update_steps: PositiveInt = 300
     """Optimiser steps of the dynamics (and reward head) each round, on every episode collected so far."""
@@ -93,25 +86,6 @@ class LearnJob(Config):
     eval_max_steps: NonNegInt = 0
     """Agent steps of an evaluation episode (0: the environment's step limit over the frame skip for the reward
     cost, the recipe's step budget for goals)."""
-    num_envs: PositiveInt = 4
-    """Sub-environments of the recorder (all planned for in one batched call during collection)."""
-    imports: tuple[str, ...] = ()
-    """Modules to import first, which register environments (``--import my_pkg.envs``)."""
-    max_steps: NonNegInt = 0
-    """Cut recorded episodes at this many agent steps (0: the environment's own limit)."""
-    proprio: tuple[int, ...] = ()
-    """Entries of the recorded state vector the world model also takes as proprioception; empty: pixels only."""
-    overwrite: Overwrite = "never"
-    """An existing run folder that holds another run: ``never`` refuses it (a matching run continues), ``move``
-    moves it aside, ``delete`` deletes it."""
-    progress: bool = True
-    """Show tqdm progress bars."""
-
-    def check(self) -> None:
-        for name in ("env", "out"):
-            if not getattr(self, name):
-                self.fail(name, getattr(self, name), f"a value (--{name})")
-        get_recipe(self.recipe)  # an unknown name lists the known ones
 
 
 def learn(job: LearnJob, recipe: Recipe | None = None) -> dict[str, Any]:
