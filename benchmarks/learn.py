@@ -1,7 +1,7 @@
 """The online loop's benchmark: ``torchwm learn`` per environment and training seed, beside a model-free reference.
 
 For each environment (its facts, action repeat, proprioception and cost, from the suite's table
-`torchwm.suite.SUITE`) and each training seed: `torchwm.online.learn` with the settings below, the same
+`torchwm.bench.suite.SUITE`) and each training seed: `torchwm.online.learn` with the settings below, the same
 everywhere; its learning curve (return or success on 10 held-out episodes, reset seeds 1000 on, against
 environment steps and wall-clock seconds) becomes a row of ``benchmarks/results/learn.json``. With
 ``--reference``, stable-baselines3's SAC (the zoo's Pendulum learning rate, 1e-3; defaults otherwise) trains on
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from torchwm.agents.machine import machine_facts
 
+from torchwm.bench.suite import SUITE, commit
 from torchwm.online import LearnJob, learn, plot_curves
-from torchwm.suite import SUITE, commit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "learn.json"
 SETTINGS = LearnJob()

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from torchwm.suite import row_key
+from torchwm.bench.suite import row_key
 
 RESULTS = Path(__file__).resolve().parent / "results" / "suite.json"
 

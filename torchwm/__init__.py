@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from torchwm.agents.policy_config import PolicyTrainingConfig
     from torchwm.agents.sb3 import JEPACombinedExtractor, JEPAFeaturesExtractor
     from torchwm.agents.train_policy import train_policy
+    from torchwm.bench.suite import SuiteJob, run_suite
     from torchwm.envs.action_repeat import ActionRepeat
     from torchwm.envs.dream import LatentDreamEnv, LatentDreamVectorEnv
     from torchwm.envs.latent import LatentObservationWrapper, VectorLatentObservationWrapper, make_latent_env
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from torchwm.envs.two_rooms import TwoRoomsEnv
     from torchwm.online import LearnJob, learn
     from torchwm.pipeline import fit
-    from torchwm.suite import SuiteJob, run_suite
     from torchwm.wm.config import JEPAConfig
     from torchwm.wm.jepa import JEPA
     from torchwm.wm.trainer import JEPAAgent
@@ -61,8 +61,8 @@ _PUBLIC: dict[str, str] = {
     "fit": "torchwm.pipeline",
     "learn": "torchwm.online",
     "LearnJob": "torchwm.online",
-    "run_suite": "torchwm.suite",
-    "SuiteJob": "torchwm.suite",
+    "run_suite": "torchwm.bench.suite",
+    "SuiteJob": "torchwm.bench.suite",
     "LatentDreamEnv": "torchwm.envs.dream",
     "LatentDreamVectorEnv": "torchwm.envs.dream",
     "ActionRepeat": "torchwm.envs.action_repeat",

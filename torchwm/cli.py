@@ -218,7 +218,7 @@ def _cmd_bench_planning(args: argparse.Namespace) -> int:
 
 def _cmd_bench_suite(args: argparse.Namespace) -> int:
     import torchwm.envs  # noqa: F401  (registers the built-in environments)
-    from torchwm.suite import SuiteJob, run_suite
+    from torchwm.bench.suite import SuiteJob, run_suite
 
     job = config_from_args(args, SuiteJob)
     run_suite(job)
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(bp, _config_class("torchwm.agents.benchmark:PlanningJob"))
     bp.set_defaults(func=_cmd_bench_planning)
     bs = bsub.add_parser("suite", help="one recipe trained and planned on every environment of the suite (resumable)")
-    add_config_arguments(bs, _config_class("torchwm.suite:SuiteJob"))
+    add_config_arguments(bs, _config_class("torchwm.bench.suite:SuiteJob"))
     bs.set_defaults(func=_cmd_bench_suite)
     return parser
 

@@ -502,7 +502,7 @@ def test_import_time_times_fresh_interpreters(tmp_path: Path) -> None:
 
 
 def test_suite_table_prints_one_line_per_environment(tmp_path: Path) -> None:
-    from torchwm.suite import row_key
+    from torchwm.bench.suite import row_key
 
     results = tmp_path / "suite.json"
     shutil.copy(BENCH / "results" / "suite.json", results)  # the committed results, read from a copy

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from torchwm.bench.suite import SUITE, SuiteJob, run_suite
 from torchwm.cli import main
-from torchwm.suite import SUITE, SuiteJob, run_suite
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_the_commit_stamp_is_dirty_for_changed_code_but_not_for_the_benchmarks_o
 ) -> None:
     import subprocess
 
-    from torchwm.suite import commit
+    from torchwm.bench.suite import commit
 
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
