@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from torchwm.envs import registration as _registration  # noqa: F401
 from torchwm.envs.point_mass import PointMassEnv
 from torchwm.envs.two_rooms import TwoRoomsDoorEnv, TwoRoomsEnv
+from torchwm.envs.u_maze import UMazeEnv
 
 if TYPE_CHECKING:
     from torchwm.envs.dream import LatentDreamEnv, LatentDreamVectorEnv
@@ -25,6 +26,7 @@ __all__ = [
     "PointMassEnv",
     "TwoRoomsDoorEnv",
     "TwoRoomsEnv",
+    "UMazeEnv",
     "VectorLatentObservationWrapper",
     "make_latent_env",
     "pixel_env",

@@ -10,11 +10,14 @@ TWO_ROOMS_DOOR_ID = "torchwm/TwoRoomsDoor-v0"
 """Gymnasium id of `envs.two_rooms.TwoRoomsDoorEnv` (the door drawn at every reset)."""
 POINT_MASS_ID = "torchwm/PointMass-v0"
 """Gymnasium id of `envs.point_mass.PointMassEnv`."""
+U_MAZE_ID = "torchwm/UMaze-v0"
+"""Gymnasium id of `envs.u_maze.UMazeEnv` (the straight line from start to goal blocked by a wall)."""
 
 BUILTIN_ENVS: dict[str, tuple[str, int]] = {
     TWO_ROOMS_ID: ("torchwm.envs.two_rooms:TwoRoomsEnv", 100),
     TWO_ROOMS_DOOR_ID: ("torchwm.envs.two_rooms:TwoRoomsDoorEnv", 100),
     POINT_MASS_ID: ("torchwm.envs.point_mass:PointMassEnv", 200),
+    U_MAZE_ID: ("torchwm.envs.u_maze:UMazeEnv", 200),
 }
 """Each built-in id -> (entry point, max_episode_steps)."""
 

@@ -83,6 +83,8 @@ SUITE: dict[str, SuiteEnv] = {
         SuiteEnv("pointmass", "torchwm/PointMass-v0", target=0.80, proprio=(2, 3)),  # its velocity
         # The door drawn at every reset (anywhere along the wall, 0.08-0.2 high); start and goal in different rooms.
         SuiteEnv("tworooms-door", "torchwm/TwoRoomsDoor-v0", target=0.80, reset_options=(("different_rooms", True),)),
+        # A U-maze: start and goal at the closed ends of its two arms, the straight line between them blocked.
+        SuiteEnv("umaze", "torchwm/UMaze-v0", target=0.80),
         # 200 environment steps (the swing-up task's length) at the recipe's action repeat of 4.
         SuiteEnv("pendulum", "Pendulum-v1", metric="mean_return", target=-400.0, cost="reward", max_steps=50,
                  proprio=(2,)),  # its angular velocity (the observation is cos, sin, velocity)
