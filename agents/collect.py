@@ -70,4 +70,6 @@ class MPCCollector:
         actions = np.asarray(actions, np.float32).reshape(len(step.frames), -1)
         if self.noise:
             actions = actions + self.rng.normal(0.0, self.noise, actions.shape) * (self.high - self.low) / 2
-        return np.clip(actions, self.low, self.high)
+        actions = np.clip(actions, self.low, self.high)
+        self.agent.executed(actions)  # its latent history conditions on what the environments really did
+        return actions

@@ -132,6 +132,12 @@ class MPCAgent:
             self._taken[:, -1] = actions
         return (actions[0] if single else actions), state
 
+    def executed(self, actions: np.ndarray) -> None:
+        """Tell the agent that the environments executed ``actions [B, A]`` rather than its last ones (exploration
+        noise, clipping): the latent history's past actions (``context_steps > 1``) become these."""
+        if self._taken is not None and self._taken.shape[1]:
+            self._taken[:, -1] = np.asarray(actions, np.float32).reshape(self._taken.shape[0], -1)
+
     def set_goal(self, goal_frames: np.ndarray | torch.Tensor) -> None:
         """Goal image(s) ``[H, W, C]`` (all environments) or ``[B, H, W, C]`` (one each), uint8.
 
@@ -291,8 +297,9 @@ def greedy_one_step(
     if not isinstance(action_space, gym.spaces.Box):
         raise TypeError(f"greedy_one_step needs a Box action space, got {action_space}")
     config = CEMConfig(
-        horizon=1, num_samples=num_samples, num_elites=max(1, num_samples // 10), cost=cost, warm_start="off"
-    )
+        horizon=1, num_samples=num_samples, num_elites=max(1, num_samples // 10), cost=cost, warm_start="off",
+        terminal_value=False,  # one step of predicted reward, never a value beyond it
+    )  # fmt: skip
     planner = CEM(model, action_space.low, action_space.high, config, device=device)
     return MPCAgent(model, planner, goal=goal, frame_history=frame_history, seed=seed)
 

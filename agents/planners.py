@@ -92,8 +92,9 @@ class PlannerConfig(Config):
     """Score the ``sum`` over the horizon, or the ``final`` predicted step only (DINO-WM's choice)."""
     terminal_value: bool = True
     """With ``cost="reward"`` and a model that has a value (`ValueModelLike` with a discount), the cost is minus
-    the discounted return: each step's predicted reward from the latent it is taken in, plus the value of the
-    last predicted latent (TD-MPC2's return); off, or without a value: minus the sum of the predicted rewards."""
+    the discounted return, each step's predicted reward taken from the latent before its action, plus (when on)
+    the discounted value of the last predicted latent: TD-MPC2's return (``cost_on`` does not apply). A model
+    without a value keeps minus the ``cost_on`` of the reward head on the latent after each action."""
     policy_prior_samples: NonNegInt = 0
     """At most this many prior action sequences replace sampled candidates (0: no prior)."""
     replan_every: PositiveInt = 1
@@ -165,16 +166,16 @@ def latent_distance(
 
 
 def discounted_return(
-    model: ValueModelLike, z_now: torch.Tensor, z_pred: torch.Tensor, actions: torch.Tensor
+    model: ValueModelLike, z_now: torch.Tensor, z_pred: torch.Tensor, actions: torch.Tensor, value: bool = True
 ) -> torch.Tensor:
-    """Predicted return of action sequences: sum_h discount^h R(z_h, a_h) + discount^H V(z_H), with z_0 = ``z_now``
-    [N, K, D], z_1..z_H = ``z_pred`` [N, H, K, D], ``actions`` [N, H, A] -> [N]."""
+    """Predicted return of action sequences: sum_h discount^h R(z_h, a_h) (+ discount^H V(z_H) with ``value``), with
+    z_0 = ``z_now`` [N, K, D], z_1..z_H = ``z_pred`` [N, H, K, D], ``actions`` [N, H, A] -> [N]."""
     assert model.discount is not None
     z_from = torch.cat([z_now[:, None], z_pred[:, :-1]], dim=1)  # the latent each action is taken in
     horizon = actions.shape[1]
     powers = model.discount ** torch.arange(horizon + 1, device=z_pred.device, dtype=z_pred.dtype)
-    rewards = model.reward(z_from, actions)  # (N, H)
-    return (rewards * powers[:horizon]).sum(-1) + powers[horizon] * model.value(z_pred[:, -1])
+    rewards = (model.reward(z_from, actions) * powers[:horizon]).sum(-1)  # (N,)
+    return rewards + powers[horizon] * model.value(z_pred[:, -1]) if value else rewards
 
 
 def negative_reward(rewards: torch.Tensor, on: CostOn = "sum") -> torch.Tensor:
@@ -228,11 +229,10 @@ class SamplingPlanner:
             )
         self.model = model
         self.config = config
-        self.uses_value = (
-            config.cost == "reward" and config.terminal_value and isinstance(model, ValueModelLike)
-            and model.discount is not None
-        )  # fmt: skip
-        """Whether the reward cost adds the model's value beyond the horizon (see ``PlannerConfig.terminal_value``)."""
+        self.discounted = config.cost == "reward" and isinstance(model, ValueModelLike) and model.discount is not None
+        """Whether the reward cost is the discounted return of a model with a value (``PlannerConfig.terminal_value``)."""
+        self.uses_value = self.discounted and config.terminal_value
+        """Whether that return adds the model's value beyond the horizon."""
         self.prior = prior
         self.goal_cost = goal_cost
         """Replaces the latent distance of ``config.cost`` (`GoalCost`; None: ``latent_l2`` / ``latent_l1``)."""
@@ -448,9 +448,10 @@ class SamplingPlanner:
                 f"model.rollout must return [B*S, H, K, D] with B*S, H = {tuple(actions.shape[:2])}, got {tuple(z_pred.shape)}"
             )
         cfg = self.config
-        if cfg.cost == "reward" and self.uses_value:
+        if self.discounted:
             z_now = history[:, -1].repeat_interleave(samples, dim=0)  # ((B S), K, D)
-            return -rearrange(discounted_return(self.model, z_now, z_pred, actions), "(b s) -> b s", b=batch)  # type: ignore[arg-type]
+            ret = discounted_return(self.model, z_now, z_pred, actions, self.uses_value)  # type: ignore[arg-type]
+            return -rearrange(ret, "(b s) -> b s", b=batch)
         if cfg.cost == "reward":
             rewards = self.model.reward(z_pred, actions)  # type: ignore[attr-defined]  # ((B S), H)
             return negative_reward(rearrange(rewards, "(b s) h -> b s h", b=batch), cfg.cost_on)

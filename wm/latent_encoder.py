@@ -35,7 +35,8 @@ class LatentEncoder(nn.Module):
     """uint8 frames ``[B, T, H, W, C]`` -> the latent of the last step ``[B, K, D]``.
 
     The model's EMA target encoder (whose latents the dynamics were trained to predict) and, for a world
-    model, its latent head. The last step is the only one computed: one clip of the last ``window`` frames.
+    model, its latent head. The last step is the only one computed: one clip of the last ``window`` frames (a
+    shorter history is padded with its first frame, as the model pads the start of an episode).
     Calling the module keeps gradients where its parameters require them; `encode_numpy` is the inference
     path (numpy in, float32 numpy out, no gradients).
 
@@ -59,7 +60,10 @@ class LatentEncoder(nn.Module):
         self.window, self.k, self.d, self.name = window, k, d, name
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        clips = prepare_frames(frames, self.image_size)  # (B, T, C, S, S)
+        frames = frames[:, -self.window :]  # the last `window` frames; fewer: padded with the first (as a clip is)
+        if frames.shape[1] < self.window:
+            frames = torch.cat([frames[:, :1].expand(-1, self.window - frames.shape[1], -1, -1, -1), frames], dim=1)
+        clips = prepare_frames(frames, self.image_size)  # (B, window, C, S, S)
         tokens = self.encoder(clips)[:, -self.encoder.tokens_per_step :]  # (B, g*g, De) of the last step
         return tokens if self.head is None else self.head(tokens)  # (B, K, D)
 

@@ -74,9 +74,11 @@ class WorldModelConfig(Config):
     head are loaded and the head kept fixed (train the dynamics on a jointly learned latent: the second phase
     of the two-phase recipe); empty: a new encoder from ``encoder_preset``."""
     init_checkpoint: str = ""
-    """A world-model checkpoint (or run directory) whose every weight (encoder, latent head, dynamics, reward head)
-    the model starts from, built as ``encoder_checkpoint`` says: training continues on the episodes of
-    ``root_path`` (the rounds of ``torchwm learn``). Empty: the dynamics start new."""
+    """A world-model checkpoint (or run directory) whose every weight (encoder, latent head, dynamics, reward and
+    value heads) the model starts from, built as ``encoder_checkpoint`` says: training continues on the episodes
+    of ``root_path`` (the rounds of ``torchwm learn``). The proprioception's mean and spread are those of
+    ``root_path``'s episodes, as for a new model (the dynamics adapt to them within the steps); the value's units
+    and a frozen head's input statistics stay the checkpoint's. Empty: the dynamics start new."""
     encoder_preset: str = "tiny"
     """`JEPAConfig` preset for a new encoder (used when ``encoder_checkpoint`` is empty)."""
     freeze_encoder: bool = True

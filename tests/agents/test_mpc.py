@@ -189,6 +189,12 @@ def test_context_steps_hand_the_planner_the_latent_history_and_the_actions_taken
     assert history.shape == (1, 3, 1, 2) and past is not None and past.shape == (1, 2, 2)
     torch.testing.assert_close(history[0, :, 0], torch.tensor(np.stack(positions), dtype=torch.float32))
     torch.testing.assert_close(past[0], torch.tensor(np.stack(taken[:2])))
+    # Actions the environment executed instead (exploration noise) replace the planned one in the history.
+    agent.executed(np.array([[0.5, -0.5]], np.float32))
+    agent.predict(_frame(np.array([6.0, 3.0])))
+    _, past = model.contexts[-1]
+    assert past is not None
+    torch.testing.assert_close(past[0, -1], torch.tensor([0.5, -0.5]))
     # The first step of an episode: its own latent three times, zero actions before it.
     agent.predict(_frame(positions[0]), episode_start=np.array([True]))
     history, past = model.contexts[-1]

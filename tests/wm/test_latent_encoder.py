@@ -55,3 +55,15 @@ def test_frame_history_restarts_new_episodes_and_new_batches() -> None:
     assert history.observe(np.zeros((3, 4, 4, 1), np.uint8)).all()  # three environments now: all restart
     with pytest.raises(ValueError, match="one flag per environment"):
         history.observe(np.zeros((3, 4, 4, 1), np.uint8), episode_start=np.array([True]))
+
+
+def test_a_shorter_history_is_padded_and_a_longer_one_trimmed_to_the_window() -> None:
+    model = tiny_world_model("temporal")  # window 4
+    encoder = latent_encoder(model)
+    frames = np.random.default_rng(1).integers(0, 256, (2, 6, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(encoder.encode_numpy(frames), encoder.encode_numpy(frames[:, -4:]))
+    one = frames[:, -1:]
+    padded = np.repeat(one, 4, axis=1)  # a still clip, as an episode's first step is padded
+    np.testing.assert_allclose(encoder.encode_numpy(one), encoder.encode_numpy(padded), atol=1e-6)
+    z = PlanningModel(model).encode_last(torch.from_numpy(one))  # an MPC agent's default frame_history=1
+    np.testing.assert_allclose(z.numpy(), encoder.encode_numpy(padded), atol=1e-6)
